@@ -1,0 +1,194 @@
+"""The runtime object users hold: a native array namespace plus what the standard lacks."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from anyxp.ad import AD, NoAD
+from anyxp.comm import Comm, LocalComm
+from anyxp.control_flow import EagerControlFlow
+from anyxp.errors import BackendUnavailableError, UnsupportedError
+from anyxp.random import HostRandom
+from anyxp.spec import BackendSpec
+
+__all__ = ["Backend", "resolve_dtype", "resolve_device"]
+
+_FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
+
+
+def resolve_dtype(spec: BackendSpec, xp: ModuleType, dtype: Any, device: Any = None) -> Any:
+    """Return the native floating dtype for ``dtype`` (a name, a native dtype or ``None``).
+
+    ``None`` gives the library's own default floating dtype.
+    """
+    if dtype is None:
+        try:
+            return xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
+        except (AttributeError, TypeError):
+            return xp.float64 if "float64" in spec.capabilities else xp.float32
+    if isinstance(dtype, str):
+        if dtype not in _FLOAT_NAMES or not hasattr(xp, dtype):
+            raise ValueError(
+                f"dtype {dtype!r} is not a floating dtype of backend {spec.name!r}; use one of "
+                f"{', '.join(n for n in _FLOAT_NAMES if hasattr(xp, n))}"
+            )
+        dtype = getattr(xp, dtype)
+    elif not xp.isdtype(dtype, "real floating"):
+        raise ValueError(f"backend dtype must be a real floating dtype, got {dtype!r}")
+    if dtype == xp.float64 and "float64" not in spec.capabilities:
+        from anyxp.registry import get_registry
+
+        raise UnsupportedError(spec.name, "float64", get_registry().providers("float64"))
+    return dtype
+
+
+def resolve_device(spec: BackendSpec, xp: ModuleType, device: Any) -> Any:
+    """Return the native device for ``device``, checked against the library's devices."""
+    info = xp.__array_namespace_info__()
+    if device is None:
+        return info.default_device()
+    devices = list(info.devices())
+    for d in devices:
+        if device == d or (isinstance(device, str) and device.lower() == str(d).lower()):
+            return d
+    raise BackendUnavailableError(
+        f"device {device!r} is not available to backend {spec.name!r}; available: "
+        f"{', '.join(str(d) for d in devices)}"
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Backend:
+    """An array backend: its native namespace, device, dtype, AD, comm, random, control flow.
+
+    Arrays are the library's own; ``be.xp`` is an array-API namespace over them.
+    Build one with :func:`anyxp.backend`; a plugin's factory builds it with
+    :meth:`from_namespace` and overrides only what its library does natively.
+    """
+
+    spec: BackendSpec
+    xp: ModuleType
+    device: Any
+    float_dtype: Any
+    ad: AD
+    random: Any
+    control: Any
+    comm: Comm
+    to_numpy_fn: Callable[[Any], np.ndarray] = dataclasses.field(repr=False)
+    device_of: Callable[[Any], Any] = dataclasses.field(repr=False)
+
+    @classmethod
+    def from_namespace(
+        cls,
+        spec: BackendSpec,
+        xp: ModuleType,
+        *,
+        device: Any = None,
+        dtype: Any = None,
+        ad: AD | None = None,
+        random: Any = None,
+        control: Any = None,
+        to_numpy: Callable[[Any], np.ndarray] | None = None,
+        device_of: Callable[[Any], Any] | None = None,
+    ) -> Backend:
+        """Build a backend from an array-API namespace, with defaults for the rest.
+
+        The defaults: no AD, eager control flow, host-drawn random numbers moved to the
+        device, ``numpy.asarray`` for ``to_numpy``, and ``array_api_compat.device``.
+        """
+        if device is None or isinstance(device, str):
+            device = resolve_device(spec, xp, device)
+        float_dtype = resolve_dtype(spec, xp, dtype, device)
+        if device_of is None:
+            import array_api_compat
+
+            device_of = array_api_compat.device
+        be = cls(
+            spec=spec,
+            xp=xp,
+            device=device,
+            float_dtype=float_dtype,
+            ad=ad if ad is not None else NoAD(spec.name),
+            random=None,
+            control=control if control is not None else EagerControlFlow(xp),
+            comm=None,  # type: ignore[arg-type]
+            to_numpy_fn=to_numpy if to_numpy is not None else np.asarray,
+            device_of=device_of,
+        )
+        rnd = random(be) if random is not None else HostRandom(be.asarray, float_dtype, xp)
+        object.__setattr__(be, "random", rnd)
+        object.__setattr__(be, "comm", LocalComm(be))
+        return be
+
+    # -- identity ---------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The backend's registered name."""
+        return self.spec.name
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What this backend (and its comm) promise, in anyxp's capability vocabulary."""
+        return self.spec.capabilities | getattr(self.comm, "capabilities", frozenset())
+
+    def with_comm(self, comm: Comm) -> Backend:
+        """Return this backend with ``comm`` as its collectives."""
+        return dataclasses.replace(self, comm=comm)
+
+    def __repr__(self) -> str:
+        return (
+            f"Backend({self.name!r}, device={self.device!r}, float_dtype={self.float_dtype}, "
+            f"comm={getattr(self.comm, 'name', self.comm)!r})"
+        )
+
+    # -- arrays -----------------------------------------------------------------
+    def asarray(self, obj: Any, dtype: Any = None, *, copy: bool | None = None) -> Any:
+        """Return ``obj`` as a native array on this backend's device.
+
+        Floating data gets ``float_dtype`` unless ``dtype`` is given. Arrays of another
+        backend are moved through the host.
+        """
+        from anyxp.selection import name_of
+
+        other = name_of(obj)
+        if other is not None and other != self.name:
+            from anyxp.selection import backend
+
+            obj = backend(like=obj).to_numpy(obj)
+        xp = self.xp
+        if dtype is None:
+            arr = xp.asarray(obj, device=self.device, copy=copy)
+            if xp.isdtype(arr.dtype, "real floating") and arr.dtype != self.float_dtype:
+                arr = xp.astype(arr, self.float_dtype)
+            return arr
+        return xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Return ``x`` as a numpy array on the host (a copy when it lives elsewhere)."""
+        return self.to_numpy_fn(x)
+
+    # -- control flow -----------------------------------------------------------
+    def while_loop(self, cond_fun: Callable[..., Any], body_fun: Callable[..., Any], init_val: Any) -> Any:
+        """``lax.while_loop``: apply ``body_fun`` while ``cond_fun`` holds."""
+        return self.control.while_loop(cond_fun, body_fun, init_val)
+
+    def fori_loop(self, lower: int, upper: int, body_fun: Callable[..., Any], init_val: Any) -> Any:
+        """``lax.fori_loop``: fold ``body_fun(i, val)`` over ``range(lower, upper)``."""
+        return self.control.fori_loop(lower, upper, body_fun, init_val)
+
+    def scan(self, f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = None) -> Any:
+        """``lax.scan``: fold ``f(carry, x) -> (carry, y)`` over ``xs``, stacking ys."""
+        return self.control.scan(f, init, xs, length)
+
+    def cond(self, pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any], *operands: Any) -> Any:
+        """``lax.cond``: ``true_fun(*operands)`` if ``pred`` else ``false_fun(*operands)``."""
+        return self.control.cond(pred, true_fun, false_fun, *operands)
+
+    def jit(self, fun: Callable[..., Any], **options: Any) -> Callable[..., Any]:
+        """Compile ``fun`` where the backend compiles; return it unchanged otherwise."""
+        return self.control.jit(fun, **options)  # type: ignore[no-any-return]

@@ -1,0 +1,44 @@
+"""The one vocabulary of capability strings that plugins declare and everything else reads."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+__all__ = ["CAPABILITIES", "AD_CAPABILITIES", "check_capabilities"]
+
+#: Every capability anyxp knows, with what declaring it promises.
+CAPABILITIES = MappingProxyType(
+    {
+        "arrays": "the array-API surface anyxp's algorithms use (creation, elementwise, "
+        "reductions, indexing, linalg.solve)",
+        "float64": "double precision arrays (dtype='float64')",
+        "dlpack": "arrays export through DLPack (numpy.from_dlpack works on them)",
+        "ad.grad": "be.ad.grad and be.ad.value_and_grad",
+        "ad.vjp": "be.ad.vjp (reverse mode)",
+        "ad.jvp": "be.ad.jvp (forward mode)",
+        "ad.jacobian": "be.ad.jacobian",
+        "ad.hessian": "be.ad.hessian",
+        "jit": "be.jit compiles a function",
+        "control_flow.compiled": "while_loop, fori_loop, scan and cond trace into compiled code",
+        "random": "be.random draws reproducible numbers from explicit keys",
+        "device.gpu": "arrays can live on a GPU",
+        "comm.allreduce": "comm.allreduce with sum, prod, max, min, mean",
+        "comm.broadcast": "comm.broadcast",
+        "comm.allgather": "comm.allgather",
+        "comm.reduce_scatter": "comm.reduce_scatter",
+        "comm.ppermute": "comm.ppermute",
+        "comm.barrier": "comm.barrier",
+    }
+)
+
+AD_CAPABILITIES = ("ad.grad", "ad.vjp", "ad.jvp", "ad.jacobian", "ad.hessian")
+
+
+def check_capabilities(declared: frozenset[str]) -> None:
+    """Raise ``ValueError`` naming any capability outside the vocabulary."""
+    unknown = sorted(declared - CAPABILITIES.keys())
+    if unknown:
+        raise ValueError(
+            f"unknown capabilities {unknown}; the vocabulary is anyxp.capabilities.CAPABILITIES: "
+            f"{', '.join(sorted(CAPABILITIES))}"
+        )

@@ -1,0 +1,129 @@
+"""Collectives between processes, and the size-1 comm every backend has by default.
+
+Semantics (the same at size 1 and size N):
+
+- ``allreduce(x, op)``: every rank gets the elementwise reduction of all ranks' ``x``;
+  ``op`` is one of ``sum, prod, max, min, mean`` (``mean`` needs a floating dtype).
+- ``broadcast(x, root=0)``: every rank gets ``root``'s ``x``.
+- ``allgather(x)``: every rank gets the ``x`` of all ranks stacked on a new axis 0.
+- ``reduce_scatter(x, op)``: ``x.shape[0]`` is a multiple of ``size``; rank ``r`` gets
+  block ``r`` of the reduction.
+- ``ppermute(x, perm)``: ``perm`` lists ``(source, destination)`` pairs; a rank gets the
+  ``x`` of its source, or zeros when no pair names it as destination.
+- ``barrier()``: returns when every rank has called it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+__all__ = ["Comm", "LocalComm", "REDUCE_OPS", "check_op", "check_perm", "source_of"]
+
+REDUCE_OPS = ("sum", "prod", "max", "min", "mean")
+
+
+class Comm(Protocol):
+    """What ``be.comm`` provides."""
+
+    name: str
+    rank: int
+    size: int
+
+    def allreduce(self, x: Any, op: str = "sum") -> Any: ...
+    def broadcast(self, x: Any, root: int = 0) -> Any: ...
+    def allgather(self, x: Any) -> Any: ...
+    def reduce_scatter(self, x: Any, op: str = "sum") -> Any: ...
+    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]]) -> Any: ...
+    def barrier(self) -> None: ...
+
+
+def check_op(op: str, dtype: Any, xp: Any) -> None:
+    """Raise ``ValueError`` for an unknown op or a ``mean`` of integers."""
+    if op not in REDUCE_OPS:
+        raise ValueError(f"unknown reduction op {op!r}; choose one of {', '.join(REDUCE_OPS)}")
+    if op == "mean" and not xp.isdtype(dtype, ("real floating", "complex floating")):
+        raise TypeError(
+            f"allreduce(op='mean') needs a floating dtype, got {dtype}; "
+            "cast first with xp.astype(x, be.float_dtype)."
+        )
+
+
+def check_perm(perm: Sequence[tuple[int, int]], size: int) -> None:
+    """Raise ``ValueError`` unless ``perm`` is a partial permutation of ``range(size)``."""
+    pairs = [tuple(p) for p in perm]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"ppermute takes (source, destination) pairs, got {perm!r}")
+    sources, dests = [p[0] for p in pairs], [p[1] for p in pairs]
+    bad = [r for r in sources + dests if not 0 <= r < size]
+    if bad:
+        raise ValueError(f"ppermute ranks {bad} are outside 0..{size - 1}")
+    if len(set(sources)) != len(sources) or len(set(dests)) != len(dests):
+        raise ValueError(
+            f"ppermute perm {perm!r} sends from or to one rank twice; each rank may appear "
+            "at most once as a source and once as a destination"
+        )
+
+
+def source_of(rank: int, perm: Sequence[tuple[int, int]]) -> int | None:
+    """Return the rank that sends to ``rank`` under ``perm``, if any."""
+    for src, dst in perm:
+        if dst == rank:
+            return int(src)
+    return None
+
+
+class LocalComm:
+    """One process: every collective keeps its size-N meaning with ``size == 1``."""
+
+    name = "local"
+    rank = 0
+    size = 1
+
+    def __init__(self, backend: Any) -> None:
+        self.xp = backend.xp
+
+    def _copy(self, x: Any) -> Any:
+        # A real collective returns a new buffer; so does this one, so that callers who
+        # mutate the result behave the same at size 1 and size N.
+        return self.xp.asarray(x, copy=True)
+
+    def allreduce(self, x: Any, op: str = "sum") -> Any:
+        """Return the reduction over the one rank (a copy of ``x``)."""
+        check_op(op, x.dtype, self.xp)
+        return self._copy(x)
+
+    def broadcast(self, x: Any, root: int = 0) -> Any:
+        """Return ``root``'s ``x``; ``root`` must be 0."""
+        if root != 0:
+            raise ValueError(f"broadcast root {root} is outside 0..0")
+        return self._copy(x)
+
+    def allgather(self, x: Any) -> Any:
+        """Return ``x`` with a new leading axis of length 1."""
+        return self.xp.stack([x])
+
+    def reduce_scatter(self, x: Any, op: str = "sum") -> Any:
+        """Return the reduction of ``x``, all of it being this rank's block."""
+        check_op(op, x.dtype, self.xp)
+        if x.ndim == 0:
+            raise ValueError("reduce_scatter needs an array with a leading axis to split")
+        return self._copy(x)
+
+    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]]) -> Any:
+        """Return ``x`` if ``perm`` sends rank 0 to itself, else zeros."""
+        check_perm(perm, 1)
+        return self._copy(x) if source_of(0, perm) == 0 else self.xp.zeros_like(x)
+
+    def barrier(self) -> None:
+        """Return at once: there is no other rank to wait for."""
+
+    def __repr__(self) -> str:
+        return "LocalComm(rank=0, size=1)"
+
+
+def create_local(backend: Any, **options: Any) -> LocalComm:
+    """Factory of the ``local`` comm."""
+    if options:
+        raise TypeError(f"the local comm takes no options, got {sorted(options)}")
+    return LocalComm(backend)

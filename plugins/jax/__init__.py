@@ -1,0 +1,39 @@
+"""The JAX backend: ``jax.numpy``, native AD, ``jax.lax`` control flow and ``jax.jit``.
+
+``dtype="float64"`` turns on JAX's x64 mode (``jax_enable_x64``). JAX has no
+per-array switch for it, so this is process-wide: it is what diffrax and every other
+float64 JAX code asks of its users too.
+"""
+
+from __future__ import annotations
+
+from anyxp import BackendSpec, hookimpl
+
+
+@hookimpl
+def anyxp_backends() -> list[BackendSpec]:
+    """Declare the jax backend."""
+    return [
+        BackendSpec(
+            name="jax",
+            factory="anyxp.plugins.jax._backend:create",
+            array_types=("jax.Array", "jax.core.Tracer"),
+            requires=("jax",),
+            install="pip install 'anyxp[jax]'",
+            capabilities={
+                "arrays",
+                "float64",
+                "dlpack",
+                "random",
+                "ad.grad",
+                "ad.vjp",
+                "ad.jvp",
+                "ad.jacobian",
+                "ad.hessian",
+                "jit",
+                "control_flow.compiled",
+                "device.gpu",
+            },
+            description="jax.numpy; native AD, jax.lax control flow, jit; float64 via x64 mode",
+        )
+    ]

@@ -1,0 +1,28 @@
+"""The ``mpi`` comm: collectives between MPI processes through mpi4py's buffer methods."""
+
+from __future__ import annotations
+
+from anyxp import CommSpec, hookimpl
+
+
+@hookimpl
+def anyxp_comms() -> list[CommSpec]:
+    """Declare the mpi comm."""
+    return [
+        CommSpec(
+            name="mpi",
+            factory="anyxp.plugins.mpi._comm:create",
+            carries=("numpy", "torch", "jax", "cupy", "array_api_strict"),
+            requires=("mpi4py",),
+            install="pip install 'anyxp[mpi]'",
+            capabilities={
+                "comm.allreduce",
+                "comm.broadcast",
+                "comm.allgather",
+                "comm.reduce_scatter",
+                "comm.ppermute",
+                "comm.barrier",
+            },
+            description="MPI through mpi4py (launch with mpiexec -n N python -m mpi4py ...)",
+        )
+    ]

@@ -1,0 +1,43 @@
+"""The numpy backend (the embedded default) and the size-1 ``local`` comm."""
+
+from __future__ import annotations
+
+from anyxp import BackendSpec, CommSpec, hookimpl
+
+
+@hookimpl
+def anyxp_backends() -> list[BackendSpec]:
+    """Declare the numpy backend."""
+    return [
+        BackendSpec(
+            name="numpy",
+            factory="anyxp.plugins.numpy._backend:create",
+            array_types=("numpy.ndarray", "numpy.generic"),
+            requires=("numpy",),
+            install="pip install numpy",
+            capabilities={"arrays", "float64", "dlpack", "random"},
+            aliases=("np",),
+            description="NumPy through array-api-compat; the default backend",
+        )
+    ]
+
+
+@hookimpl
+def anyxp_comms() -> list[CommSpec]:
+    """Declare the ``local`` comm: one process, collectives of size 1."""
+    return [
+        CommSpec(
+            name="local",
+            factory="anyxp.comm:create_local",
+            carries=("*",),
+            capabilities={
+                "comm.allreduce",
+                "comm.broadcast",
+                "comm.allgather",
+                "comm.reduce_scatter",
+                "comm.ppermute",
+                "comm.barrier",
+            },
+            description="a single process; every backend's default comm",
+        )
+    ]
