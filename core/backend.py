@@ -38,6 +38,8 @@ def resolve_dtype(spec: BackendSpec, xp: ModuleType, dtype: Any, device: Any = N
                 f"{', '.join(n for n in _FLOAT_NAMES if hasattr(xp, n))}"
             )
         dtype = getattr(xp, dtype)
+        if isinstance(dtype, type):  # numpy and jax name scalar types; arrays carry np.dtype
+            dtype = np.dtype(dtype)
     elif not xp.isdtype(dtype, "real floating"):
         raise ValueError(f"backend dtype must be a real floating dtype, got {dtype!r}")
     if dtype == xp.float64 and "float64" not in spec.capabilities:
@@ -145,6 +147,10 @@ class Backend:
             f"Backend({self.name!r}, device={self.device!r}, float_dtype={self.float_dtype}, "
             f"comm={getattr(self.comm, 'name', self.comm)!r})"
         )
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        # Used by IPython and by hypothesis when it prints a falsifying example.
+        p.text(repr(self))
 
     # -- arrays -----------------------------------------------------------------
     def asarray(self, obj: Any, dtype: Any = None, *, copy: bool | None = None) -> Any:

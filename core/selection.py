@@ -20,7 +20,8 @@ from anyxp.registry import get_registry, on_reload
 __all__ = ["backend", "use", "name_of"]
 
 DEFAULT = "numpy"
-_NOT_ARRAYS = (int, float, complex, bool, str, bytes, type(None))
+# Exact types: numpy's float64 subclasses float but is an array scalar of numpy's.
+_NOT_ARRAYS = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 _current: contextvars.ContextVar[Any] = contextvars.ContextVar("anyxp_backend", default=None)
 # type(x) -> (device_of, {(device, dtype): Backend}) for the fast ``like=x`` path.
@@ -37,7 +38,7 @@ def _clear() -> None:
 
 def name_of(x: Any) -> str | None:
     """Return the name of the backend owning array ``x``, or ``None`` for a non-array."""
-    if isinstance(x, _NOT_ARRAYS):
+    if type(x) in _NOT_ARRAYS:
         return None
     return get_registry().name_for_type(type(x))
 

@@ -74,19 +74,32 @@ def selected_backends(config: pytest.Config) -> list[str]:
     ]
 
 
-@pytest.fixture
-def backend(request: pytest.FixtureRequest) -> Any:
-    """The anyxp backend under test (parametrized over the selected backends)."""
+def _make(config: pytest.Config, name: str) -> Any:
     import anyxp
 
+    return anyxp.backend(name, comm=config.getoption("--anyxp-comm"))
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> Any:
+    """The anyxp backend under test (parametrized over the selected backends).
+
+    Backends are immutable, so one instance serves the whole session.
+    """
     name = getattr(request, "param", None) or selected_backends(request.config)[0]
-    be = anyxp.backend(name, comm=request.config.getoption("--anyxp-comm"))
-    marker = request.node.get_closest_marker("anyxp_requires")
-    if marker is not None:
-        missing = [c for c in marker.args if c not in be.capabilities]
-        if missing:
-            pytest.skip(f"backend {be.name!r} does not declare {', '.join(missing)}")
-    return be
+    return _make(request.config, name)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip tests marked ``anyxp_requires`` where the backend lacks a capability."""
+    marker = item.get_closest_marker("anyxp_requires")
+    callspec = getattr(item, "callspec", None)
+    if marker is None or callspec is None or "backend" not in callspec.params:
+        return
+    be = _make(item.config, callspec.params["backend"])
+    missing = [c for c in marker.args if c not in be.capabilities]
+    if missing:
+        pytest.skip(f"backend {be.name!r} does not declare {', '.join(missing)}")
 
 
 def _uses_our_fixture(metafunc: pytest.Metafunc) -> bool:

@@ -80,7 +80,13 @@ class TorchRandom(HostRandom):
 
 
 def _device(spec: BackendSpec, device: Any) -> torch.device:
-    dev = torch.device("cpu" if device is None else device)
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except RuntimeError as exc:
+        raise BackendUnavailableError(
+            f"device {device!r} is not available to backend {spec.name!r}: {exc}. "
+            "Use 'cpu', 'cuda' or 'cuda:N'."
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailableError(
             f"device {device!r} is not available to backend {spec.name!r}: torch "

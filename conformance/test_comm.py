@@ -1,0 +1,100 @@
+"""Collectives: the same meaning at size 1 (the local comm) and size N (under mpiexec)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ._helpers import check
+
+
+def _full(be, value, shape=(3,)):
+    return be.xp.full(shape, float(value), dtype=be.float_dtype, device=be.device)
+
+
+def test_rank_and_size(backend):
+    c = backend.comm
+    assert isinstance(c.rank, int) and isinstance(c.size, int)
+    assert 0 <= c.rank < c.size
+
+
+@pytest.mark.parametrize(
+    ("op", "expected"),
+    [
+        ("sum", lambda n: n * (n + 1) / 2),
+        ("prod", lambda n: math.factorial(n)),
+        ("max", lambda n: n),
+        ("min", lambda n: 1),
+        ("mean", lambda n: (n + 1) / 2),
+    ],
+)
+def test_allreduce(backend, op, expected):
+    c = backend.comm
+    out = c.allreduce(_full(backend, c.rank + 1), op=op)
+    check(backend, out, np.full(3, expected(c.size)))
+    assert out.dtype == backend.float_dtype
+
+
+def test_allreduce_non_contiguous(backend):
+    xp, c = backend.xp, backend.comm
+    host = np.arange(12.0).reshape(3, 4)
+    x = xp.permute_dims(backend.asarray(host), (1, 0))[::2, :]
+    check(backend, c.allreduce(x), c.size * host.T[::2, :])
+
+
+def test_allreduce_bad_input(backend):
+    c = backend.comm
+    with pytest.raises(ValueError, match="unknown reduction op"):
+        c.allreduce(_full(backend, 1), op="median")
+    with pytest.raises(TypeError, match="floating"):
+        c.allreduce(backend.xp.ones(3, dtype=backend.xp.int32, device=backend.device), op="mean")
+
+
+def test_broadcast(backend):
+    c = backend.comm
+    for root in {0, c.size - 1}:
+        check(backend, c.broadcast(_full(backend, c.rank + 10), root=root), np.full(3, root + 10))
+    with pytest.raises(ValueError, match="root"):
+        c.broadcast(_full(backend, 1), root=c.size)
+
+
+def test_allgather(backend):
+    c = backend.comm
+    out = c.allgather(_full(backend, c.rank, (2,)))
+    check(backend, out, np.repeat(np.arange(c.size, dtype=float)[:, None], 2, axis=1))
+
+
+def test_reduce_scatter(backend):
+    c = backend.comm
+    base = np.arange(2.0 * c.size)
+    out = c.reduce_scatter(backend.asarray(base * (c.rank + 1)))
+    total = base * c.size * (c.size + 1) / 2
+    check(backend, out, total[2 * c.rank : 2 * c.rank + 2])
+
+
+def test_ppermute_ring_and_partial(backend):
+    c = backend.comm
+    ring = [(r, (r + 1) % c.size) for r in range(c.size)]
+    check(backend, c.ppermute(_full(backend, c.rank), ring), np.full(3, (c.rank - 1) % c.size))
+    check(backend, c.ppermute(_full(backend, c.rank + 1), []), np.zeros(3))
+    with pytest.raises(ValueError, match="ppermute"):
+        c.ppermute(_full(backend, 1), [(0, c.size)])
+
+
+def test_result_is_a_new_array(backend):
+    """Mutating a collective's result never changes the caller's input."""
+    x_host = np.ones(3)
+    x = backend.asarray(x_host)
+    out = backend.comm.allreduce(x)
+    host_before = backend.to_numpy(x).copy()
+    try:
+        out[...] = 99.0
+    except (TypeError, ValueError, NotImplementedError):
+        pytest.skip(f"{backend.name} arrays are immutable")
+    np.testing.assert_array_equal(backend.to_numpy(x), host_before)
+
+
+def test_barrier(backend):
+    assert backend.comm.barrier() is None
