@@ -2,7 +2,7 @@
 
 ``be.ad.grad(f)(x)``, ``be.ad.value_and_grad(f)(x)``, ``be.ad.vjp(f, *primals)``,
 ``be.ad.jvp(f, primals, tangents)``, ``be.ad.jacobian(f)(x)``, ``be.ad.hessian(f)(x)``.
-A backend without AD gets :class:`NoAD`, whose every function raises
+A function whose capability the backend does not declare raises
 :class:`anyxp.UnsupportedError` naming the backends that have it.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from anyxp.errors import UnsupportedError
 
-__all__ = ["AD", "NoAD"]
+__all__ = ["AD", "DeclaredAD"]
 
 
 class AD(Protocol):
@@ -29,8 +29,13 @@ class AD(Protocol):
     def hessian(self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]: ...
 
 
-class NoAD:
-    """The ``ad`` of a backend without automatic differentiation: every use raises."""
+class DeclaredAD:
+    """A backend's ``ad``: the plugin's functions for the capabilities it declares.
+
+    Every other function raises :class:`anyxp.UnsupportedError` naming the backends that
+    have it, whatever the plugin's object holds, so an undeclared capability behaves
+    the same on every backend.
+    """
 
     _FUNCTIONS = {
         "grad": "ad.grad",
@@ -41,16 +46,23 @@ class NoAD:
         "hessian": "ad.hessian",
     }
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, impl: Any, declared: frozenset[str]) -> None:
         self._backend = backend
+        self._impl = impl
+        self._declared = declared
 
     def __getattr__(self, attr: str) -> Any:
         capability = self._FUNCTIONS.get(attr)
         if capability is None:
             raise AttributeError(attr)
-        from anyxp.registry import get_registry
+        if self._impl is None or capability not in self._declared:
+            from anyxp.registry import get_registry
 
-        raise UnsupportedError(self._backend, capability, get_registry().providers(capability))
+            raise UnsupportedError(self._backend, capability, get_registry().providers(capability))
+        return getattr(self._impl, attr)
+
+    def __dir__(self) -> list[str]:
+        return sorted(n for n, c in self._FUNCTIONS.items() if c in self._declared and self._impl)
 
     def __repr__(self) -> str:
-        return f"NoAD({self._backend!r})"
+        return f"DeclaredAD({self._backend!r}, {type(self._impl).__name__})"

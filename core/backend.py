@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from anyxp.ad import AD, NoAD
+from anyxp.ad import AD, DeclaredAD
+from anyxp.capabilities import COMM_CAPABILITIES
 from anyxp.comm import Comm, LocalComm
 from anyxp.control_flow import EagerControlFlow
 from anyxp.errors import BackendUnavailableError, UnsupportedError
@@ -83,6 +84,7 @@ class Backend:
     comm: Comm
     to_numpy_fn: Callable[[Any], np.ndarray] = dataclasses.field(repr=False)
     device_of: Callable[[Any], Any] = dataclasses.field(repr=False)
+    comm_capabilities: frozenset[str] = COMM_CAPABILITIES
 
     @classmethod
     def from_namespace(
@@ -115,7 +117,7 @@ class Backend:
             xp=xp,
             device=device,
             float_dtype=float_dtype,
-            ad=ad if ad is not None else NoAD(spec.name),
+            ad=DeclaredAD(spec.name, ad, spec.capabilities),
             random=None,
             control=control if control is not None else EagerControlFlow(xp),
             comm=None,  # type: ignore[arg-type]
@@ -136,11 +138,11 @@ class Backend:
     @property
     def capabilities(self) -> frozenset[str]:
         """What this backend (and its comm) promise, in anyxp's capability vocabulary."""
-        return self.spec.capabilities | getattr(self.comm, "capabilities", frozenset())
+        return self.spec.capabilities | self.comm_capabilities
 
-    def with_comm(self, comm: Comm) -> Backend:
-        """Return this backend with ``comm`` as its collectives."""
-        return dataclasses.replace(self, comm=comm)
+    def with_comm(self, comm: Comm, capabilities: frozenset[str]) -> Backend:
+        """Return this backend with ``comm`` (declaring ``capabilities``) as its collectives."""
+        return dataclasses.replace(self, comm=comm, comm_capabilities=frozenset(capabilities))
 
     def __repr__(self) -> str:
         return (

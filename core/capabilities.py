@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-__all__ = ["CAPABILITIES", "AD_CAPABILITIES", "check_capabilities"]
+__all__ = ["AD_CAPABILITIES", "CAPABILITIES", "COMM_CAPABILITIES", "check_capabilities"]
 
 #: Every capability anyxp knows, with what declaring it promises.
 CAPABILITIES = MappingProxyType(
@@ -32,6 +32,9 @@ CAPABILITIES = MappingProxyType(
 )
 
 AD_CAPABILITIES = ("ad.grad", "ad.vjp", "ad.jvp", "ad.jacobian", "ad.hessian")
+
+#: What a comm with every collective declares (the local comm among them).
+COMM_CAPABILITIES = frozenset(c for c in CAPABILITIES if c.startswith("comm."))
 
 
 def check_capabilities(declared: frozenset[str]) -> None:

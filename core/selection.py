@@ -92,7 +92,7 @@ def _build(name: str, device: Any, dtype: Any, comm: str | None, comm_options: M
                 f"comm {cspec.name!r} cannot carry {spec.name!r} arrays; it carries "
                 f"{', '.join(cspec.carries)}. Choose another comm or array backend."
             )
-        be = be.with_comm(cspec.load()(be, **dict(comm_options or {})))
+        be = be.with_comm(cspec.load()(be, **dict(comm_options or {})), cspec.capabilities)
     return be
 
 

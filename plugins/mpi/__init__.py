@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from anyxp import CommSpec, hookimpl
+from anyxp.capabilities import COMM_CAPABILITIES
 
 
 @hookimpl
@@ -15,14 +16,7 @@ def anyxp_comms() -> list[CommSpec]:
             carries=("numpy", "torch", "jax", "cupy", "array_api_strict"),
             requires=("mpi4py",),
             install="pip install 'anyxp[mpi]'",
-            capabilities={
-                "comm.allreduce",
-                "comm.broadcast",
-                "comm.allgather",
-                "comm.reduce_scatter",
-                "comm.ppermute",
-                "comm.barrier",
-            },
+            capabilities=COMM_CAPABILITIES,
             description="MPI through mpi4py (launch with mpiexec -n N python -m mpi4py ...)",
         )
     ]

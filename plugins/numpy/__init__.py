@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from anyxp import BackendSpec, CommSpec, hookimpl
+from anyxp.capabilities import COMM_CAPABILITIES
 
 
 @hookimpl
@@ -30,14 +31,7 @@ def anyxp_comms() -> list[CommSpec]:
             name="local",
             factory="anyxp.comm:create_local",
             carries=("*",),
-            capabilities={
-                "comm.allreduce",
-                "comm.broadcast",
-                "comm.allgather",
-                "comm.reduce_scatter",
-                "comm.ppermute",
-                "comm.barrier",
-            },
+            capabilities=COMM_CAPABILITIES,
             description="a single process; every backend's default comm",
         )
     ]

@@ -1,0 +1,106 @@
+"""The conformance suite passes on every built-in plugin this machine can run,
+and fails a plugin that declares a capability it does not have."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+import anyxp
+from conftest import SUBPROCESS_TIMEOUT
+
+BUILTINS = ["numpy", "array_api_strict", "torch", "jax", "dask", "cupy"]
+
+
+def run_suite(*args: str, site=None) -> subprocess.CompletedProcess[str]:
+    cmd = ["-m", "pytest", "--pyargs", *args, "-q", "-p", "no:cacheprovider", "-rfEX"]
+    if site is not None:
+        return site.run(*cmd)
+    return subprocess.run(
+        [sys.executable, *cmd], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
+    )
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_builtin_plugin_passes(name):
+    reason = anyxp.get_registry().backend_spec(name).unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"{name} cannot run on this machine: {reason}")
+    out = run_suite("anyxp.conformance", "--anyxp-backend", name)
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
+    assert re.search(r"\d+ passed", out.stdout)
+
+
+LIAR = """
+import anyxp
+
+class Nothing:
+    pass
+
+@anyxp.hookimpl
+def anyxp_backends():
+    return [anyxp.BackendSpec(
+        name={name!r},
+        factory="{module}:create",
+        array_types=("{module}.Nothing",),
+        requires=("numpy",),
+        capabilities={capabilities!r},
+        expected_failures={expected!r},
+    )]
+
+class WrongAD:
+    # Claims reverse-mode AD but returns a gradient of zeros.
+    def grad(self, f, argnums=0):
+        return lambda x: x * 0.0
+
+    def value_and_grad(self, f, argnums=0):
+        return lambda x: (f(x), x * 0.0)
+
+def create(spec, *, device=None, dtype=None):
+    import array_api_compat.numpy as xp
+    return anyxp.Backend.from_namespace(spec, xp, device=device, dtype=dtype, ad=WrongAD())
+"""
+
+
+def liar(site, name, capabilities, expected=None):
+    module = f"{name}_plugin"
+    site.add(
+        f"{name}-dist",
+        {name: module},
+        {module: LIAR.format(name=name, module=module, capabilities=capabilities, expected=expected or {})},
+    )
+
+
+def test_a_plugin_that_lies_about_ad_fails(site):
+    liar(site, "liar", {"arrays", "float64", "ad.grad"})
+    out = run_suite("anyxp.conformance.test_ad", "--anyxp-backend", "liar", site=site)
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert "FAILED" in out.stdout
+    assert "test_grad_matches_finite_differences[liar]" in out.stdout
+    assert "Falsifying example" in out.stdout or "Failing test case" in out.stdout
+
+
+def test_the_same_plugin_honest_about_ad_passes(site):
+    liar(site, "honest", {"arrays", "float64"})
+    out = run_suite("anyxp.conformance.test_ad", "--anyxp-backend", "honest", site=site)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "5 passed" in out.stdout  # the companion tests: each AD function raises
+
+
+def test_declared_expected_failures_are_xfailed(site):
+    liar(
+        site,
+        "known",
+        {"arrays", "float64", "ad.grad"},
+        {
+            "*test_grad_matches_finite_differences*": "gradients are zeros (issue 12)",
+            # Its arrays are numpy's, which it does not own: values fail the native check.
+            "*test_value_and_grad*": "returns numpy arrays (issue 13)",
+        },
+    )
+    out = run_suite("anyxp.conformance.test_ad", "--anyxp-backend", "known", site=site)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "2 xfailed" in out.stdout and "issue 12" in out.stdout
