@@ -16,7 +16,7 @@ BUILTINS = ["numpy", "array_api_strict", "torch", "jax", "dask", "cupy"]
 
 
 def run_suite(*args: str, site=None) -> subprocess.CompletedProcess[str]:
-    cmd = ["-m", "pytest", "--pyargs", *args, "-q", "-p", "no:cacheprovider", "-rfEX"]
+    cmd = ["-m", "pytest", "--pyargs", *args, "-q", "-p", "no:cacheprovider", "-rfExX"]
     if site is not None:
         return site.run(*cmd)
     return subprocess.run(
