@@ -53,6 +53,11 @@ def requires(*capabilities: str) -> pytest.MarkDecorator:
     return pytest.mark.anyxp_requires(*capabilities)
 
 
+def about(capability: str) -> pytest.MarkDecorator:
+    """Tag a test with the capability it reports on, without requiring it."""
+    return pytest.mark.anyxp_capability(capability)
+
+
 def lacking(be: Backend, capability: str) -> None:
     """Skip unless ``be`` lacks ``capability`` (for the companion 'raises' tests)."""
     if capability in be.capabilities:

@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 import anyxp
 from anyxp.capabilities import AD_CAPABILITIES
 
-from ._helpers import conformance, native, requires
+from ._helpers import about, conformance, native, requires
 
 points = hnp.arrays(np.float64, st.integers(1, 4), elements=st.floats(-1.5, 1.5, width=32))
 
@@ -123,7 +123,7 @@ def test_hessian_matches_finite_differences_of_grad(backend, x0):
     np.testing.assert_allclose(hn, hn.T, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("capability", AD_CAPABILITIES)
+@pytest.mark.parametrize("capability", [pytest.param(c, marks=about(c)) for c in AD_CAPABILITIES])
 def test_undeclared_ad_raises_unsupported(backend, capability):
     if capability in backend.capabilities:
         pytest.skip(f"{backend.name} declares {capability}")

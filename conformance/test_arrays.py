@@ -10,7 +10,9 @@ from hypothesis.extra import numpy as hnp
 
 import anyxp
 
-from ._helpers import conformance, check, lacking, native, requires
+from ._helpers import about, check, conformance, lacking, native, requires
+
+pytestmark = about("arrays")
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=32)
 
@@ -96,7 +98,9 @@ def test_to_numpy_round_trip(backend, data):
     np.testing.assert_allclose(host, data.astype(host.dtype), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "dtype", ["float32", pytest.param("float64", marks=about("float64"))]
+)
 def test_dtype_option(backend, dtype):
     if dtype == "float64" and "float64" not in backend.capabilities:
         pytest.skip("float64 not declared")
@@ -109,6 +113,7 @@ def test_dtype_option(backend, dtype):
     assert anyxp.backend(like=x).float_dtype == x.dtype
 
 
+@about("float64")
 def test_float64_missing_raises(backend):
     lacking(backend, "float64")
     with pytest.raises(anyxp.UnsupportedError, match="float64"):
@@ -126,6 +131,20 @@ def test_device_round_trip(backend):
 def test_unknown_device_is_a_clear_error(backend):
     with pytest.raises(anyxp.BackendUnavailableError, match="not available"):
         anyxp.backend(backend.name, device="no-such-device:7")
+
+
+@requires("device.gpu")
+def test_gpu_device(backend):
+    try:
+        be = anyxp.backend(backend.name, device="cuda")
+    except anyxp.BackendUnavailableError as exc:
+        pytest.skip(f"no GPU on this machine: {exc}")
+    x = be.asarray([1.0, 2.0])
+    native(be, x)
+    where = str(be.device_of(x)).lower()
+    assert "cuda" in where or "gpu" in where, f"array landed on {where}"
+    check(be, be.xp.sum(x * 2.0), 6.0)
+    np.testing.assert_array_equal(be.to_numpy(x), [1.0, 2.0])
 
 
 @requires("dlpack")

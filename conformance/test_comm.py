@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from ._helpers import check
+from ._helpers import check, requires
 
 
 def _full(be, value, shape=(3,)):
     return be.xp.full(shape, float(value), dtype=be.float_dtype, device=be.device)
 
 
+@requires("comm.barrier")
 def test_rank_and_size(backend):
     c = backend.comm
     assert isinstance(c.rank, int) and isinstance(c.size, int)
@@ -30,6 +31,7 @@ def test_rank_and_size(backend):
         ("mean", lambda n: (n + 1) / 2),
     ],
 )
+@requires("comm.allreduce")
 def test_allreduce(backend, op, expected):
     c = backend.comm
     out = c.allreduce(_full(backend, c.rank + 1), op=op)
@@ -37,6 +39,7 @@ def test_allreduce(backend, op, expected):
     assert out.dtype == backend.float_dtype
 
 
+@requires("comm.allreduce")
 def test_allreduce_non_contiguous(backend):
     xp, c = backend.xp, backend.comm
     host = np.arange(12.0).reshape(3, 4)
@@ -44,6 +47,7 @@ def test_allreduce_non_contiguous(backend):
     check(backend, c.allreduce(x), c.size * host.T[::2, :])
 
 
+@requires("comm.allreduce")
 def test_allreduce_bad_input(backend):
     c = backend.comm
     with pytest.raises(ValueError, match="unknown reduction op"):
@@ -52,6 +56,7 @@ def test_allreduce_bad_input(backend):
         c.allreduce(backend.xp.ones(3, dtype=backend.xp.int32, device=backend.device), op="mean")
 
 
+@requires("comm.broadcast")
 def test_broadcast(backend):
     c = backend.comm
     for root in {0, c.size - 1}:
@@ -60,12 +65,14 @@ def test_broadcast(backend):
         c.broadcast(_full(backend, 1), root=c.size)
 
 
+@requires("comm.allgather")
 def test_allgather(backend):
     c = backend.comm
     out = c.allgather(_full(backend, c.rank, (2,)))
     check(backend, out, np.repeat(np.arange(c.size, dtype=float)[:, None], 2, axis=1))
 
 
+@requires("comm.reduce_scatter")
 def test_reduce_scatter(backend):
     c = backend.comm
     base = np.arange(2.0 * c.size)
@@ -74,6 +81,7 @@ def test_reduce_scatter(backend):
     check(backend, out, total[2 * c.rank : 2 * c.rank + 2])
 
 
+@requires("comm.ppermute")
 def test_ppermute_ring_and_partial(backend):
     c = backend.comm
     ring = [(r, (r + 1) % c.size) for r in range(c.size)]
@@ -83,6 +91,7 @@ def test_ppermute_ring_and_partial(backend):
         c.ppermute(_full(backend, 1), [(0, c.size)])
 
 
+@requires("comm.allreduce")
 def test_result_is_a_new_array(backend):
     """Mutating a collective's result never changes the caller's input."""
     x_host = np.ones(3)
@@ -96,5 +105,6 @@ def test_result_is_a_new_array(backend):
     np.testing.assert_array_equal(backend.to_numpy(x), host_before)
 
 
+@requires("comm.barrier")
 def test_barrier(backend):
     assert backend.comm.barrier() is None

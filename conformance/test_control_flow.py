@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._helpers import check, requires
+from ._helpers import about, check, requires
+
+pytestmark = about("control_flow")
 
 
 def _programs(be):

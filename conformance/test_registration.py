@@ -10,7 +10,9 @@ import anyxp
 from anyxp.capabilities import CAPABILITIES
 from anyxp.registry import get_registry
 
-from ._helpers import native
+from ._helpers import about, native
+
+pytestmark = about("registration")
 
 
 def test_spec_is_well_formed(backend):

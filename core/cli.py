@@ -109,6 +109,41 @@ def _info(name: str) -> dict[str, Any]:
     return row
 
 
+def _check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from anyxp.check import check_backend, matrix_markdown, run_check_all
+
+    if args.all:
+        names = [
+            name
+            for name, provided in sorted(get_registry().backends.items())
+            if provided[0].spec.unavailable_reason() is None
+        ]
+        results = run_check_all(names, profile=args.hypothesis_profile)
+        table = matrix_markdown(results)
+        if args.report:
+            folder = Path(args.report)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "matrix.json").write_text(json.dumps(results, indent=2))
+            (folder / "matrix.md").write_text(table + "\n")
+        print(json.dumps(results, indent=2) if args.json else table)
+        return 0 if all(r.get("ok") for r in results.values()) else 1
+    if not args.name:
+        print("anyxp: error: check needs a backend name, or --all", file=sys.stderr)
+        return 2
+    report = check_backend(
+        args.name, comm=args.comm, profile=args.hypothesis_profile, max_examples=args.max_examples
+    )
+    if args.report:
+        folder = Path(args.report)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.json").write_text(report.to_json())
+        (folder / "report.md").write_text("```\n" + report.to_text() + "\n```\n")
+    print(report.to_json() if args.json else report.to_text())
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``anyxp`` command line."""
     parser = argparse.ArgumentParser(prog="anyxp", description=__doc__)
@@ -118,8 +153,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_info = sub.add_parser("info", help="one backend in detail")
     p_info.add_argument("name")
     p_info.add_argument("--json", action="store_true", help="print JSON")
+    p_check = sub.add_parser(
+        "check", help="run the conformance suite on a plugin and report per capability"
+    )
+    p_check.add_argument("name", nargs="?", help="the backend to check")
+    p_check.add_argument("--all", action="store_true", help="check every available backend")
+    p_check.add_argument("--json", action="store_true", help="print JSON")
+    p_check.add_argument("--report", metavar="DIR", help="write report.json and report.md here")
+    p_check.add_argument("--comm", help="check with this comm (e.g. under mpiexec)")
+    p_check.add_argument("--hypothesis-profile", default="anyxp-ci", help="anyxp-ci (default) or anyxp-thorough")
+    p_check.add_argument("--max-examples", type=int, help="hypothesis examples per property test")
     args = parser.parse_args(argv)
     try:
+        if args.command == "check":
+            return _check(args)
         if args.command == "list":
             table = plugin_table(get_registry())
             if args.json:

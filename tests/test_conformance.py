@@ -3,7 +3,7 @@ and fails a plugin that declares a capability it does not have."""
 
 from __future__ import annotations
 
-import re
+import json
 import subprocess
 import sys
 
@@ -29,9 +29,23 @@ def test_builtin_plugin_passes(name):
     reason = anyxp.get_registry().backend_spec(name).unavailable_reason()
     if reason is not None:
         pytest.skip(f"{name} cannot run on this machine: {reason}")
-    out = run_suite("anyxp.conformance", "--anyxp-backend", name)
+    out = subprocess.run(
+        [sys.executable, "-m", "anyxp", "check", name, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
-    assert re.search(r"\d+ passed", out.stdout)
+    report = json.loads(out.stdout)
+    assert report["ok"] and not report["failures"]
+    rows = report["capabilities"]
+    for cap in ("registration", "arrays", "control_flow", *report["declared"]):
+        # device.gpu is declared by GPU-capable plugins but has no GPU to run on here.
+        allowed = {"passed", "not tested"} if cap == "device.gpu" else {"passed"}
+        assert rows[cap]["status"] in allowed, (cap, rows[cap])
+    for cap, row in rows.items():
+        if cap not in report["declared"] and cap not in ("registration", "arrays", "control_flow"):
+            assert row["status"] == "unsupported", (cap, row)
 
 
 LIAR = """
@@ -104,3 +118,19 @@ def test_declared_expected_failures_are_xfailed(site):
     out = run_suite("anyxp.conformance.test_ad", "--anyxp-backend", "known", site=site)
     assert out.returncode == 0, out.stdout[-3000:]
     assert "2 xfailed" in out.stdout and "issue 12" in out.stdout
+
+
+def test_check_reports_the_lie_with_test_id_and_example(site):
+    liar(site, "liar", {"arrays", "float64", "ad.grad"})
+    out = site.run("-m", "anyxp", "check", "liar", "--json")
+    assert out.returncode == 1, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert not report["ok"]
+    assert report["capabilities"]["ad.grad"]["status"] == "failed"
+    assert report["capabilities"]["arrays"]["status"] == "failed"  # it owns no arrays
+    grad = next(f for f in report["failures"] if "test_grad_matches_finite_differences" in f["nodeid"])
+    assert "x0=" in grad["example"], grad
+    assert report["capabilities"]["ad.jvp"]["status"] == "unsupported"
+    text = site.run("-m", "anyxp", "check", "liar")
+    assert "test_ad.py::test_grad_matches_finite_differences[liar]" in text.stdout
+    assert "reproduce with:" in text.stdout

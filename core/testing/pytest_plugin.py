@@ -37,6 +37,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--anyxp-comm", default=None, metavar="NAME", help="comm plugin for those backends"
     )
+    group.addoption(
+        "--anyxp-max-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hypothesis examples per property test (overrides the active profile)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,6 +51,25 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "anyxp_requires(*capabilities): skip where the backend lacks one of these capabilities",
     )
+    config.addinivalue_line(
+        "markers",
+        "anyxp_capability(name): the capability a test reports on (for anyxp check)",
+    )
+    try:
+        from hypothesis import settings
+    except ImportError:
+        return
+    n = config.getoption("--anyxp-max-examples")
+    if n is not None:
+        settings.register_profile(
+            "anyxp-custom", parent=settings.get_profile(settings.get_current_profile_name()), max_examples=n
+        )
+        settings.load_profile("anyxp-custom")
+
+
+def _register_profiles() -> None:
+    """Hypothesis profiles for numerics; registered on import, before --hypothesis-profile
+    is read."""
     try:
         from hypothesis import HealthCheck, settings
     except ImportError:  # hypothesis is optional for users of the fixture
@@ -57,6 +83,9 @@ def pytest_configure(config: pytest.Config) -> None:
         suppress_health_check=[HealthCheck.too_slow],
     )
     settings.register_profile("anyxp-thorough", max_examples=500, deadline=None, print_blob=True)
+
+
+_register_profiles()
 
 
 def selected_backends(config: pytest.Config) -> list[str]:
