@@ -20,7 +20,9 @@ def tol(be: Backend) -> float:
 
 def native(be: Backend, x: Any) -> None:
     """Assert that ``x`` is an array of ``be``, on ``be``'s device."""
-    assert name_of(x) == be.name, f"expected a {be.name} array, got {type(x).__module__}.{type(x).__name__}"
+    assert name_of(x) == be.name, (
+        f"expected a {be.name} array, got {type(x).__module__}.{type(x).__name__}"
+    )
     assert be.device_of(x) == be.device or be.device_of(x) is None, (
         f"array on {be.device_of(x)}, backend device is {be.device}"
     )

@@ -97,6 +97,7 @@ def test_vjp_matches_finite_differences(backend, x0, data):
     f = vector_f(be.xp)
     u = data.draw(hnp.arrays(np.float64, (3,), elements=st.floats(-1, 1, width=32)))
     out, pullback = be.ad.vjp(f, be.asarray(x0))
+    close(be, out, be.to_numpy(f(be.asarray(x0))))
     cotangents = pullback(be.asarray(u))
     assert isinstance(cotangents, tuple) and len(cotangents) == 1, "vjp_fn returns a tuple"
     close(be, cotangents[0], u @ fd_jacobian(be, f, x0))

@@ -18,7 +18,9 @@ finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, allow_subnorm
 
 
 def host_arrays(max_dims: int = 2):
-    return hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=max_dims, max_side=5), elements=finite)
+    return hnp.arrays(
+        np.float64, hnp.array_shapes(min_dims=1, max_dims=max_dims, max_side=5), elements=finite
+    )
 
 
 def test_creation(backend):
@@ -98,9 +100,7 @@ def test_to_numpy_round_trip(backend, data):
     np.testing.assert_allclose(host, data.astype(host.dtype), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(
-    "dtype", ["float32", pytest.param("float64", marks=about("float64"))]
-)
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("float64", marks=about("float64"))])
 def test_dtype_option(backend, dtype):
     if dtype == "float64" and "float64" not in backend.capabilities:
         pytest.skip("float64 not declared")

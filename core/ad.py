@@ -9,7 +9,7 @@ A function whose capability the backend does not declare raises
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from anyxp.errors import UnsupportedError
 
@@ -19,14 +19,22 @@ __all__ = ["AD", "DeclaredAD"]
 class AD(Protocol):
     """What a backend's ``ad`` attribute provides."""
 
-    def grad(self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]: ...
+    def grad(
+        self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0
+    ) -> Callable[..., Any]: ...
     def value_and_grad(
         self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0
     ) -> Callable[..., Any]: ...
     def vjp(self, f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., Any]]: ...
-    def jvp(self, f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]: ...
-    def jacobian(self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]: ...
-    def hessian(self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]: ...
+    def jvp(
+        self, f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...]
+    ) -> tuple[Any, Any]: ...
+    def jacobian(
+        self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0
+    ) -> Callable[..., Any]: ...
+    def hessian(
+        self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0
+    ) -> Callable[..., Any]: ...
 
 
 class DeclaredAD:
@@ -37,7 +45,7 @@ class DeclaredAD:
     the same on every backend.
     """
 
-    _FUNCTIONS = {
+    _FUNCTIONS: ClassVar[dict[str, str]] = {
         "grad": "ad.grad",
         "value_and_grad": "ad.grad",
         "vjp": "ad.vjp",

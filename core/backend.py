@@ -17,7 +17,7 @@ from anyxp.errors import BackendUnavailableError, UnsupportedError
 from anyxp.random import HostRandom
 from anyxp.spec import BackendSpec
 
-__all__ = ["Backend", "resolve_dtype", "resolve_device"]
+__all__ = ["Backend", "resolve_device", "resolve_dtype"]
 
 _FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
 
@@ -181,7 +181,9 @@ class Backend:
         return self.to_numpy_fn(x)
 
     # -- control flow -----------------------------------------------------------
-    def while_loop(self, cond_fun: Callable[..., Any], body_fun: Callable[..., Any], init_val: Any) -> Any:
+    def while_loop(
+        self, cond_fun: Callable[..., Any], body_fun: Callable[..., Any], init_val: Any
+    ) -> Any:
         """``lax.while_loop``: apply ``body_fun`` while ``cond_fun`` holds."""
         return self.control.while_loop(cond_fun, body_fun, init_val)
 
@@ -189,11 +191,15 @@ class Backend:
         """``lax.fori_loop``: fold ``body_fun(i, val)`` over ``range(lower, upper)``."""
         return self.control.fori_loop(lower, upper, body_fun, init_val)
 
-    def scan(self, f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = None) -> Any:
+    def scan(
+        self, f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = None
+    ) -> Any:
         """``lax.scan``: fold ``f(carry, x) -> (carry, y)`` over ``xs``, stacking ys."""
         return self.control.scan(f, init, xs, length)
 
-    def cond(self, pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any], *operands: Any) -> Any:
+    def cond(
+        self, pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any], *operands: Any
+    ) -> Any:
         """``lax.cond``: ``true_fun(*operands)`` if ``pred`` else ``false_fun(*operands)``."""
         return self.control.cond(pred, true_fun, false_fun, *operands)
 

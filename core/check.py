@@ -62,7 +62,10 @@ class Report:
         for fail in self.failures:
             lines += ["", f"FAILED {fail['nodeid']}", f"  {fail['message']}"]
             if fail["example"]:
-                lines += ["  reproduce with:", *(f"    {ln}" for ln in fail["example"].splitlines())]
+                lines += [
+                    "  reproduce with:",
+                    *(f"    {ln}" for ln in fail["example"].splitlines()),
+                ]
         for pattern in self.stale_expected_failures:
             lines.append(f"\nexpected failure {pattern!r} matches no test: remove it from the spec")
         lines.append("")
@@ -77,7 +80,9 @@ def _example(text: str) -> str:
             kept = [block[0]]
             for line in block[1:]:
                 stripped = line.lstrip("E ").rstrip()
-                if not stripped or stripped.startswith(("Explanation", "These lines", "You can reproduce")):
+                if not stripped or stripped.startswith(
+                    ("Explanation", "These lines", "You can reproduce")
+                ):
                     break
                 kept.append(stripped)
             return "\n".join(line.lstrip("E ").rstrip() for line in kept)
@@ -150,7 +155,15 @@ def check_backend(
     from anyxp.registry import get_registry
 
     spec = get_registry().backend_spec(name)
-    args = ["--pyargs", "anyxp.conformance", "--anyxp-backend", spec.name, "-q", "-p", "no:cacheprovider"]
+    args = [
+        "--pyargs",
+        "anyxp.conformance",
+        "--anyxp-backend",
+        spec.name,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
     args += ["--hypothesis-profile", profile, "--no-header", "-o", "console_output_style=classic"]
     if comm:
         args += ["--anyxp-comm", comm]
@@ -196,7 +209,10 @@ def check_backend(
     report.stale_expected_failures = [
         p
         for p in spec.expected_failures
-        if not any(fnmatch.fnmatch(o.nodeid, p) or fnmatch.fnmatch(o.nodeid.rsplit("::", 1)[-1], p) for o in collector.outcomes)
+        if not any(
+            fnmatch.fnmatch(o.nodeid, p) or fnmatch.fnmatch(o.nodeid.rsplit("::", 1)[-1], p)
+            for o in collector.outcomes
+        )
     ]
     if not collector.outcomes:
         report.ok = False
@@ -211,7 +227,16 @@ def run_check_all(names: list[str], *, profile: str = "anyxp-ci") -> dict[str, d
     results = {}
     for name in names:
         out = subprocess.run(
-            [sys.executable, "-m", "anyxp", "check", name, "--json", "--hypothesis-profile", profile],
+            [
+                sys.executable,
+                "-m",
+                "anyxp",
+                "check",
+                name,
+                "--json",
+                "--hypothesis-profile",
+                profile,
+            ],
             capture_output=True,
             text=True,
             timeout=1800,
@@ -233,7 +258,7 @@ _SYMBOL = {
 
 
 def matrix_markdown(results: dict[str, dict[str, Any]]) -> str:
-    """The capability × backend support matrix as a markdown table."""
+    """The capability-by-backend support matrix as a markdown table."""
     names = list(results)
     caps = ROWS
     lines = [

@@ -75,7 +75,9 @@ def _print_list(table: dict[str, Any]) -> None:
             state = "available" if row["available"] else f"unavailable: {row['unavailable_reason']}"
             lib = f" {row['library_version']}" if row["library_version"] else ""
             print(f"  {row['name']:<18}{state}")
-            print(f"  {'':<18}from {row['distribution']} {row['version']}{lib and ' (library' + lib + ')'}")
+            print(
+                f"  {'':<18}from {row['distribution']} {row['version']}{lib and ' (library' + lib + ')'}"
+            )
             print(f"  {'':<18}{', '.join(row['capabilities'])}")
     broken = [p for p in table["plugins"] if p["error"]]
     blocked = [p for p in table["plugins"] if p["blocked"]]
@@ -161,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_check.add_argument("--json", action="store_true", help="print JSON")
     p_check.add_argument("--report", metavar="DIR", help="write report.json and report.md here")
     p_check.add_argument("--comm", help="check with this comm (e.g. under mpiexec)")
-    p_check.add_argument("--hypothesis-profile", default="anyxp-ci", help="anyxp-ci (default) or anyxp-thorough")
+    p_check.add_argument(
+        "--hypothesis-profile", default="anyxp-ci", help="anyxp-ci (default) or anyxp-thorough"
+    )
     p_check.add_argument("--max-examples", type=int, help="hypothesis examples per property test")
     args = parser.parse_args(argv)
     try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-__all__ = ["Comm", "LocalComm", "REDUCE_OPS", "check_op", "check_perm", "source_of"]
+__all__ = ["REDUCE_OPS", "Comm", "LocalComm", "check_op", "check_perm", "source_of"]
 
 REDUCE_OPS = ("sum", "prod", "max", "min", "mean")
 

@@ -41,16 +41,16 @@ class EagerControlFlow:
     def __init__(self, xp: ModuleType) -> None:
         self.xp = xp
 
-    def while_loop(self, cond_fun: Callable[[T], Any], body_fun: Callable[[T], T], init_val: T) -> T:
+    def while_loop(
+        self, cond_fun: Callable[[T], Any], body_fun: Callable[[T], T], init_val: T
+    ) -> T:
         """Return ``body_fun`` applied to ``init_val`` while ``cond_fun`` holds."""
         val = init_val
         while bool(cond_fun(val)):
             val = body_fun(val)
         return val
 
-    def fori_loop(
-        self, lower: int, upper: int, body_fun: Callable[[int, T], T], init_val: T
-    ) -> T:
+    def fori_loop(self, lower: int, upper: int, body_fun: Callable[[int, T], T], init_val: T) -> T:
         """Return ``body_fun(i, val)`` folded over ``i`` in ``range(lower, upper)``."""
         val = init_val
         for i in range(int(lower), int(upper)):

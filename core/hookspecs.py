@@ -20,7 +20,7 @@ import pluggy
 
 from anyxp.spec import BackendSpec, CommSpec
 
-__all__ = ["PROJECT", "hookimpl", "hookspec", "anyxp_backends", "anyxp_comms"]
+__all__ = ["PROJECT", "anyxp_backends", "anyxp_comms", "hookimpl", "hookspec"]
 
 PROJECT = "anyxp"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -93,9 +93,7 @@ class HostRandom:
         draw = self._host(key).uniform(minval, maxval, as_shape(shape))
         return self._asarray(draw, dtype=self._dtype(dtype))
 
-    def integers(
-        self, key: Key, shape: int | tuple[int, ...], minval: int, maxval: int
-    ) -> Any:
+    def integers(self, key: Key, shape: int | tuple[int, ...], minval: int, maxval: int) -> Any:
         """Return integers uniform on ``[minval, maxval)``."""
         draw = self._host(key).integers(minval, maxval, as_shape(shape))
         return self._asarray(draw)

@@ -113,7 +113,7 @@ class Registry:
                 continue
             try:
                 module = ep.load()
-            except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything on import
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 reg._fail(info, f"import failed: {type(exc).__name__}: {exc}")
@@ -148,10 +148,14 @@ class Registry:
                 if impl.plugin is not module:
                     continue
                 try:
-                    specs = list(impl.function() or ())
+                    result: Any = impl.function()
                 except Exception as exc:  # noqa: BLE001
                     errors.append(f"{hook.name}() raised {type(exc).__name__}: {exc}")
                     continue
+                if isinstance(result, BackendSpec | CommSpec) or not hasattr(result, "__iter__"):
+                    errors.append(f"{hook.name}() must return a list of specs, got {result!r}")
+                    continue
+                specs = list(result)
                 for spec in specs:
                     if type(spec) is not kind:
                         errors.append(

@@ -17,7 +17,7 @@ from anyxp.backend import Backend
 from anyxp.errors import BackendUnavailableError, MixedBackendsError, PluginError
 from anyxp.registry import get_registry, on_reload
 
-__all__ = ["backend", "use", "name_of"]
+__all__ = ["backend", "name_of", "use"]
 
 DEFAULT = "numpy"
 # Exact types: numpy's float64 subclasses float but is an array scalar of numpy's.
@@ -75,7 +75,9 @@ def _split(name: str) -> tuple[str, str | None]:
     return array_name.strip(), (comm_name.strip() or None) if plus else None
 
 
-def _build(name: str, device: Any, dtype: Any, comm: str | None, comm_options: Mapping[str, Any] | None) -> Backend:
+def _build(
+    name: str, device: Any, dtype: Any, comm: str | None, comm_options: Mapping[str, Any] | None
+) -> Backend:
     reg = get_registry()
     spec = reg.backend_spec(name)
     reason = spec.unavailable_reason()
@@ -96,7 +98,9 @@ def _build(name: str, device: Any, dtype: Any, comm: str | None, comm_options: M
     return be
 
 
-def _cached(name: str, device: Any, dtype: Any, comm: str | None, comm_options: Mapping[str, Any] | None) -> Backend:
+def _cached(
+    name: str, device: Any, dtype: Any, comm: str | None, comm_options: Mapping[str, Any] | None
+) -> Backend:
     if comm_options:
         return _build(name, device, dtype, comm, comm_options)
     key = (name, device, dtype, comm)
@@ -112,7 +116,9 @@ def _cached(name: str, device: Any, dtype: Any, comm: str | None, comm_options: 
         return _cache[key]
 
 
-def _from_like(like: Any, device: Any, dtype: Any, comm: str | None, comm_options: Mapping[str, Any] | None) -> Backend | None:
+def _from_like(
+    like: Any, device: Any, dtype: Any, comm: str | None, comm_options: Mapping[str, Any] | None
+) -> Backend | None:
     found: dict[str, type] = {}
     _names_in(like, found)
     if not found:
@@ -186,7 +192,9 @@ def backend(
             return current
         name = current or os.environ.get("ANYXP_BACKEND") or DEFAULT
     if not isinstance(name, str):
-        raise TypeError(f"backend name must be a str or an anyxp.Backend, got {type(name).__name__}")
+        raise TypeError(
+            f"backend name must be a str or an anyxp.Backend, got {type(name).__name__}"
+        )
     array_name, comm_from_name = _split(name)
     if comm_from_name is not None:
         if comm is not None and comm != comm_from_name:

@@ -96,7 +96,9 @@ class BackendSpec:
         object.__setattr__(self, "array_types", tuple(self.array_types))
         object.__setattr__(self, "requires", tuple(self.requires))
         object.__setattr__(self, "aliases", tuple(self.aliases))
-        object.__setattr__(self, "expected_failures", MappingProxyType(dict(self.expected_failures)))
+        object.__setattr__(
+            self, "expected_failures", MappingProxyType(dict(self.expected_failures))
+        )
         check_capabilities(self.capabilities)
         if "arrays" not in self.capabilities:
             raise ValueError(f"backend {self.name!r} must declare the 'arrays' capability")

@@ -22,7 +22,9 @@ class Site:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
-    def add(self, dist: str, entry_points: dict[str, str], modules: dict[str, str], version: str = "1.0") -> None:
+    def add(
+        self, dist: str, entry_points: dict[str, str], modules: dict[str, str], version: str = "1.0"
+    ) -> None:
         """Write a real distribution: ``*.dist-info`` with METADATA and entry points."""
         info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
@@ -38,7 +40,9 @@ class Site:
         env.update(extra)
         return env
 
-    def run(self, *args: str, timeout: float = SUBPROCESS_TIMEOUT, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = SUBPROCESS_TIMEOUT, **extra_env: str
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``python *args`` with this site importable."""
         return subprocess.run(
             [sys.executable, *args],

@@ -84,7 +84,11 @@ def liar(site, name, capabilities, expected=None):
     site.add(
         f"{name}-dist",
         {name: module},
-        {module: LIAR.format(name=name, module=module, capabilities=capabilities, expected=expected or {})},
+        {
+            module: LIAR.format(
+                name=name, module=module, capabilities=capabilities, expected=expected or {}
+            )
+        },
     )
 
 
@@ -128,7 +132,9 @@ def test_check_reports_the_lie_with_test_id_and_example(site):
     assert not report["ok"]
     assert report["capabilities"]["ad.grad"]["status"] == "failed"
     assert report["capabilities"]["arrays"]["status"] == "failed"  # it owns no arrays
-    grad = next(f for f in report["failures"] if "test_grad_matches_finite_differences" in f["nodeid"])
+    grad = next(
+        f for f in report["failures"] if "test_grad_matches_finite_differences" in f["nodeid"]
+    )
     assert "x0=" in grad["example"], grad
     assert report["capabilities"]["ad.jvp"]["status"] == "unsupported"
     text = site.run("-m", "anyxp", "check", "liar")

@@ -10,7 +10,9 @@ HEAVY = ["torch", "jax", "jaxlib", "cupy", "dask", "mpi4py", "array_api_strict"]
 
 
 def _loaded_after(code: str) -> list[str]:
-    probe = code + f"\nimport sys, json; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    probe = (
+        code + f"\nimport sys, json; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])

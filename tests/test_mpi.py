@@ -23,7 +23,9 @@ pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec: pip install
 LAUNCH_TIMEOUT = 240
 
 
-def launch(*args: str, n: int = 2, timeout: int = LAUNCH_TIMEOUT) -> subprocess.CompletedProcess[str]:
+def launch(
+    *args: str, n: int = 2, timeout: int = LAUNCH_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANYXP_")}
     env["MPIEXEC_TIMEOUT"] = str(timeout - 30)
     env.setdefault("JAX_PLATFORMS", "cpu")
@@ -101,9 +103,18 @@ def test_checked_mode_reports_mismatched_shapes_on_every_rank(tmp_path):
 def test_conformance_comm_suite_at_two_ranks(name):
     pytest.importorskip({"numpy": "numpy"}.get(name, name))
     out = launch(
-        "-m", "pytest", "--pyargs", "anyxp.conformance.test_comm",
-        "--anyxp-backend", name, "--anyxp-comm", "mpi",
-        "-q", "-p", "no:cacheprovider", "--timeout=120",
+        "-m",
+        "pytest",
+        "--pyargs",
+        "anyxp.conformance.test_comm",
+        "--anyxp-backend",
+        name,
+        "--anyxp-comm",
+        "mpi",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--timeout=120",
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert out.stdout.count(" passed") == 2, out.stdout[-2000:]  # one summary per rank

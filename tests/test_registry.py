@@ -51,7 +51,9 @@ def test_broken_plugin_is_reported_not_fatal(site):
     assert "broken on purpose" in errors["broken"]["error"]
     assert {"numpy", "torch", "jax"} <= {b["name"] for b in table["backends"]}
     text = site.run("-m", "anyxp", "list")
-    assert text.returncode == 0 and "broken-dist" in text.stdout and "broken on purpose" in text.stdout
+    assert (
+        text.returncode == 0 and "broken-dist" in text.stdout and "broken on purpose" in text.stdout
+    )
     ok = site.run("-c", "import anyxp; print(anyxp.backend('numpy').name)")
     assert ok.stdout.strip() == "numpy", ok.stderr
 
@@ -75,7 +77,10 @@ def test_deny_list_blocks_before_import(site):
 
 def test_numpy_cannot_be_disabled(site):
     out = site.run(
-        "-W", "always", "-c", "import anyxp; print(anyxp.backend().name)",
+        "-W",
+        "always",
+        "-c",
+        "import anyxp; print(anyxp.backend().name)",
         ANYXP_DISABLED_PLUGINS="numpy",
     )
     assert out.stdout.strip() == "numpy", out.stderr

@@ -135,7 +135,9 @@ def test_torch_grad_matches_analytic():
     be = anyxp.backend("torch", dtype="float64")
     x = be.asarray([0.3, -1.2, 2.0])
     g = be.ad.grad(lambda v: be.xp.sum(v**3 + be.xp.sin(v)))(x)
-    np.testing.assert_allclose(be.to_numpy(g), 3 * be.to_numpy(x) ** 2 + np.cos(be.to_numpy(x)), rtol=1e-12)
+    np.testing.assert_allclose(
+        be.to_numpy(g), 3 * be.to_numpy(x) ** 2 + np.cos(be.to_numpy(x)), rtol=1e-12
+    )
 
 
 def test_error_hierarchy():

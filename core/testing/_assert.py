@@ -65,7 +65,9 @@ def assert_close(
     with np.errstate(invalid="ignore", divide="ignore"):
         abs_err = np.abs(a_b.astype(np.complex128) - d_b.astype(np.complex128)).real
         rel_err = abs_err / np.abs(d_b.astype(np.complex128))
-    excess = np.where(close, -np.inf, np.nan_to_num(abs_err - atol - rtol * np.abs(d_b), nan=np.inf))
+    excess = np.where(
+        close, -np.inf, np.nan_to_num(abs_err - atol - rtol * np.abs(d_b), nan=np.inf)
+    )
     worst = np.unravel_index(int(np.argmax(excess)), a_b.shape) if a_b.ndim else ()
     raise AssertionError(
         f"{prefix}{int((~close).sum())} of {close.size} elements differ beyond rtol={rtol:g}, "

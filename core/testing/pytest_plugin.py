@@ -62,7 +62,9 @@ def pytest_configure(config: pytest.Config) -> None:
     n = config.getoption("--anyxp-max-examples")
     if n is not None:
         settings.register_profile(
-            "anyxp-custom", parent=settings.get_profile(settings.get_current_profile_name()), max_examples=n
+            "anyxp-custom",
+            parent=settings.get_profile(settings.get_current_profile_name()),
+            max_examples=n,
         )
         settings.load_profile("anyxp-custom")
 

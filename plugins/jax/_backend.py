@@ -36,7 +36,9 @@ class JaxControlFlow:
     def __init__(self, device: Any) -> None:
         self._device = device
 
-    def scan(self, f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = None) -> Any:
+    def scan(
+        self, f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = None
+    ) -> Any:
         return jax.lax.scan(f, init, xs, length=length)
 
     def jit(self, fun: Callable[..., Any], **options: Any) -> Callable[..., Any]:

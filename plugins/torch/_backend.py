@@ -34,13 +34,19 @@ class TorchAD:
     def vjp(self, f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., Any]]:
         return torch.func.vjp(f, *primals)  # type: ignore[no-any-return]
 
-    def jvp(self, f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+    def jvp(
+        self, f: Callable[..., Any], primals: tuple[Any, ...], tangents: tuple[Any, ...]
+    ) -> tuple[Any, Any]:
         return torch.func.jvp(f, tuple(primals), tuple(tangents))  # type: ignore[no-any-return]
 
-    def jacobian(self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
+    def jacobian(
+        self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0
+    ) -> Callable[..., Any]:
         return torch.func.jacrev(f, argnums=argnums)
 
-    def hessian(self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
+    def hessian(
+        self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0
+    ) -> Callable[..., Any]:
         return torch.func.hessian(f, argnums=argnums)
 
 
