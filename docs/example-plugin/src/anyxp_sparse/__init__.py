@@ -1,0 +1,1 @@
+"""anyxp backend for pydata/sparse."""
