@@ -273,7 +273,8 @@ def matrix_markdown(results: dict[str, dict[str, Any]]) -> str:
         lines.append(f"| `{cap}` | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        "✅ declared and passed · ❌ declared and failed · ⚠️ declared expected failure · "
-        "— not declared (checked to raise `UnsupportedError`) · · declared, no test ran here"
+        "✅ declared and passed · ❌ declared and failed · ⚠️ declared, with expected failures · "
+        "— not declared (using AD or float64 then raises `UnsupportedError`, checked; `jit` "
+        "and loops run eagerly) · · declared, but nothing here to test it on (no GPU)"
     )
     return "\n".join(lines)
