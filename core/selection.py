@@ -70,6 +70,15 @@ def _first_array(like: Any, name: str) -> Any:
     return None
 
 
+def _token(obj: Any) -> Any:
+    """A hashable stand-in for a device or dtype (CuPy's devices are unhashable)."""
+    try:
+        hash(obj)
+    except TypeError:
+        return (type(obj).__qualname__, repr(obj))
+    return obj
+
+
 def _split(name: str) -> tuple[str, str | None]:
     array_name, plus, comm_name = name.partition("+")
     return array_name.strip(), (comm_name.strip() or None) if plus else None
@@ -103,13 +112,11 @@ def _cached(
 ) -> Backend:
     if comm_options:
         return _build(name, device, dtype, comm, comm_options)
-    key = (name, device, dtype, comm)
+    key = (name, _token(device), _token(dtype), comm)
     try:
         return _cache[key]
     except KeyError:
         pass
-    except TypeError:  # an unhashable device or dtype: build without caching
-        return _build(name, device, dtype, comm, comm_options)
     with _lock:
         if key not in _cache:
             _cache[key] = _build(name, device, dtype, comm, comm_options)
@@ -138,7 +145,7 @@ def _from_like(
         dtype = x.dtype
     be = _cached(name, device, dtype, comm, comm_options)
     if comm is None and not comm_options and type(like) is type(x):
-        _like_cache.setdefault(type(x), (base.device_of, {}))[1][(device, x.dtype)] = be
+        _like_cache.setdefault(type(x), (base.device_of, {}))[1][(_token(device), x.dtype)] = be
     return be
 
 
@@ -178,7 +185,11 @@ def backend(
         if device is None and dtype is None and comm is None and comm_options is None:
             hit = _like_cache.get(type(like))
             if hit is not None:
-                be = hit[1].get((hit[0](like), like.dtype))
+                dev = hit[0](like)
+                try:
+                    be = hit[1].get((dev, like.dtype))
+                except TypeError:  # an unhashable device: look up its stand-in
+                    be = hit[1].get((_token(dev), like.dtype))
                 if be is not None:
                     return be
         found = _from_like(like, device, dtype, comm, comm_options)

@@ -157,3 +157,18 @@ def test_misspelt_backend_suggests_the_closest():
         anyxp.backend("nmupy")
     assert info.value.suggestion == "numpy"
     assert "Did you mean 'numpy'?" in str(info.value) and "torch" in str(info.value)
+
+
+def test_unhashable_devices_are_cached_by_a_stand_in():
+    """CuPy's Device objects are unhashable; the backend cache must still key on them."""
+    from anyxp.selection import _token
+
+    class Device:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __repr__(self):
+            return "<Device 3>"
+
+    token = _token(Device())
+    assert hash(token) == hash(_token(Device()))
+    assert _token("cpu") == "cpu"

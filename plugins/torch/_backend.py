@@ -93,11 +93,14 @@ def _device(spec: BackendSpec, device: Any) -> torch.device:
             f"device {device!r} is not available to backend {spec.name!r}: {exc}. "
             "Use 'cpu', 'cuda' or 'cuda:N'."
         ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError(
-            f"device {device!r} is not available to backend {spec.name!r}: torch "
-            f"{torch.__version__} sees no CUDA device. Use device='cpu' or a CUDA build of torch."
-        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"device {device!r} is not available to backend {spec.name!r}: torch "
+                f"{torch.__version__} sees no CUDA device. Use device='cpu' or a CUDA build of torch."
+            )
+        if dev.index is None:  # arrays report cuda:N, so the backend names N too
+            dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
