@@ -140,3 +140,19 @@ def test_check_reports_the_lie_with_test_id_and_example(site):
     text = site.run("-m", "anyxp", "check", "liar")
     assert "test_ad.py::test_grad_matches_finite_differences[liar]" in text.stdout
     assert "reproduce with:" in text.stdout
+
+
+def test_stale_expected_failure_patterns_are_reported(site):
+    liar(site, "tidy", {"arrays", "float64"}, {"*test_that_does_not_exist*": "long fixed"})
+    out = site.run("-m", "anyxp", "check", "tidy", "--json")
+    report = json.loads(out.stdout)
+    assert report["stale_expected_failures"] == ["*test_that_does_not_exist*"]
+    assert "matches no test" in site.run("-m", "anyxp", "check", "tidy").stdout
+
+
+def test_unexpected_pass_is_reported(site):
+    liar(site, "fixed", {"arrays", "float64"}, {"*test_undeclared_ad_raises*": "was broken"})
+    report = json.loads(site.run("-m", "anyxp", "check", "fixed", "--json").stdout)
+    assert not report["ok"]
+    xpassed = [f for f in report["failures"] if "test_undeclared_ad_raises" in f["nodeid"]]
+    assert xpassed and all(f["message"] == "[XPASS(strict)] was broken" for f in xpassed)
