@@ -124,7 +124,7 @@ class Backend:
             to_numpy_fn=to_numpy if to_numpy is not None else np.asarray,
             device_of=device_of,
         )
-        rnd = random(be) if random is not None else HostRandom(be.asarray, float_dtype, xp)
+        rnd = (random if random is not None else HostRandom)(be)
         object.__setattr__(be, "random", rnd)
         object.__setattr__(be, "comm", LocalComm(be))
         return be

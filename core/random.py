@@ -8,7 +8,6 @@ streams are independent, and the same key always gives the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +45,10 @@ class HostRandom:
     draw natively on its device instead.
     """
 
-    def __init__(self, asarray: Callable[..., Any], float_dtype: Any, xp: Any) -> None:
-        self._asarray = asarray
-        self._float_dtype = float_dtype
-        self._xp = xp
+    def __init__(self, backend: Any) -> None:
+        self._asarray = backend.asarray
+        self._float_dtype = backend.float_dtype
+        self._device = backend.device
 
     def key(self, seed: int) -> Key:
         """Return the key for an integer seed."""
@@ -70,16 +69,23 @@ class HostRandom:
             )
 
     def _host(self, key: Key) -> np.random.Generator:
-        self._check(key)
         return np.random.Generator(np.random.Philox(key.seed_sequence()))
 
-    def _dtype(self, dtype: Any) -> Any:
-        return self._float_dtype if dtype is None else dtype
+    # What a plugin overrides to draw natively on its device ---------------------------
+    def _normal(self, key: Key, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self._asarray(self._host(key).standard_normal(shape), dtype=dtype)
 
+    def _uniform01(self, key: Key, shape: tuple[int, ...], dtype: Any) -> Any:
+        return self._asarray(self._host(key).random(shape), dtype=dtype)
+
+    def _integers(self, key: Key, shape: tuple[int, ...], minval: int, maxval: int) -> Any:
+        return self._asarray(self._host(key).integers(minval, maxval, shape))
+
+    # The public draws --------------------------------------------------------------------
     def normal(self, key: Key, shape: int | tuple[int, ...] = (), dtype: Any = None) -> Any:
         """Return standard normal samples of ``shape``."""
-        draw = self._host(key).standard_normal(as_shape(shape))
-        return self._asarray(draw, dtype=self._dtype(dtype))
+        self._check(key)
+        return self._normal(key, as_shape(shape), self._float_dtype if dtype is None else dtype)
 
     def uniform(
         self,
@@ -90,10 +96,11 @@ class HostRandom:
         maxval: float = 1.0,
     ) -> Any:
         """Return samples uniform on ``[minval, maxval)``."""
-        draw = self._host(key).uniform(minval, maxval, as_shape(shape))
-        return self._asarray(draw, dtype=self._dtype(dtype))
+        self._check(key)
+        u = self._uniform01(key, as_shape(shape), self._float_dtype if dtype is None else dtype)
+        return u * (maxval - minval) + minval
 
     def integers(self, key: Key, shape: int | tuple[int, ...], minval: int, maxval: int) -> Any:
         """Return integers uniform on ``[minval, maxval)``."""
-        draw = self._host(key).integers(minval, maxval, as_shape(shape))
-        return self._asarray(draw)
+        self._check(key)
+        return self._integers(key, as_shape(shape), minval, maxval)

@@ -9,35 +9,22 @@ import cupy
 import numpy as np
 
 from anyxp import Backend, BackendSpec
-from anyxp.random import HostRandom, Key, as_shape
+from anyxp.random import HostRandom, Key
 
 
 class CupyRandom(HostRandom):
     """Draws on the GPU with CuPy's Philox-based generator, seeded from the key."""
 
-    def __init__(self, be: Backend) -> None:
-        super().__init__(be.asarray, be.float_dtype, be.xp)
-        self._device = be.device
-
     def _gen(self, key: Key) -> Any:
-        self._check(key)
         return cupy.random.default_rng(key.seed64())
 
-    def normal(self, key: Key, shape: int | tuple[int, ...] = (), dtype: Any = None) -> Any:
+    def _normal(self, key: Key, shape: tuple[int, ...], dtype: Any) -> Any:
         with self._device:
-            return self._gen(key).standard_normal(as_shape(shape), dtype=self._dtype(dtype))
+            return self._gen(key).standard_normal(shape, dtype=dtype)
 
-    def uniform(
-        self,
-        key: Key,
-        shape: int | tuple[int, ...] = (),
-        dtype: Any = None,
-        minval: float = 0.0,
-        maxval: float = 1.0,
-    ) -> Any:
+    def _uniform01(self, key: Key, shape: tuple[int, ...], dtype: Any) -> Any:
         with self._device:
-            u = self._gen(key).random(as_shape(shape), dtype=self._dtype(dtype))
-            return u * (maxval - minval) + minval
+            return self._gen(key).random(shape, dtype=dtype)
 
 
 def _to_numpy(x: Any) -> np.ndarray:

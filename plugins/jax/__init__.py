@@ -8,6 +8,7 @@ float64 JAX code asks of its users too.
 from __future__ import annotations
 
 from anyxp import BackendSpec, hookimpl
+from anyxp.capabilities import AD_CAPABILITIES
 
 
 @hookimpl
@@ -25,11 +26,7 @@ def anyxp_backends() -> list[BackendSpec]:
                 "float64",
                 "dlpack",
                 "random",
-                "ad.grad",
-                "ad.vjp",
-                "ad.jvp",
-                "ad.jacobian",
-                "ad.hessian",
+                *AD_CAPABILITIES,
                 "jit",
                 "control_flow.compiled",
                 "device.gpu",

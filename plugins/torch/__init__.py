@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from anyxp import BackendSpec, hookimpl
+from anyxp.capabilities import AD_CAPABILITIES
 
 
 @hookimpl
@@ -20,11 +21,7 @@ def anyxp_backends() -> list[BackendSpec]:
                 "float64",
                 "dlpack",
                 "random",
-                "ad.grad",
-                "ad.vjp",
-                "ad.jvp",
-                "ad.jacobian",
-                "ad.hessian",
+                *AD_CAPABILITIES,
                 "device.gpu",
             },
             aliases=("pytorch",),

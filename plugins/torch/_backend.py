@@ -11,7 +11,7 @@ import torch
 import torch.func
 
 from anyxp import Backend, BackendSpec, BackendUnavailableError
-from anyxp.random import HostRandom, Key, as_shape
+from anyxp.random import HostRandom, Key
 
 
 class TorchAD:
@@ -53,36 +53,17 @@ class TorchAD:
 class TorchRandom(HostRandom):
     """Draws with a ``torch.Generator`` on the backend's device, seeded from the key."""
 
-    def __init__(self, be: Backend) -> None:
-        super().__init__(be.asarray, be.float_dtype, be.xp)
-        self._device = be.device
-
     def _gen(self, key: Key) -> torch.Generator:
-        self._check(key)
         return torch.Generator(device=self._device).manual_seed(key.seed64())
 
-    def normal(self, key: Key, shape: int | tuple[int, ...] = (), dtype: Any = None) -> Any:
-        return torch.randn(
-            as_shape(shape), generator=self._gen(key), dtype=self._dtype(dtype), device=self._device
-        )
+    def _normal(self, key: Key, shape: tuple[int, ...], dtype: Any) -> Any:
+        return torch.randn(shape, generator=self._gen(key), dtype=dtype, device=self._device)
 
-    def uniform(
-        self,
-        key: Key,
-        shape: int | tuple[int, ...] = (),
-        dtype: Any = None,
-        minval: float = 0.0,
-        maxval: float = 1.0,
-    ) -> Any:
-        u = torch.rand(
-            as_shape(shape), generator=self._gen(key), dtype=self._dtype(dtype), device=self._device
-        )
-        return u * (maxval - minval) + minval
+    def _uniform01(self, key: Key, shape: tuple[int, ...], dtype: Any) -> Any:
+        return torch.rand(shape, generator=self._gen(key), dtype=dtype, device=self._device)
 
-    def integers(self, key: Key, shape: int | tuple[int, ...], minval: int, maxval: int) -> Any:
-        return torch.randint(
-            minval, maxval, as_shape(shape), generator=self._gen(key), device=self._device
-        )
+    def _integers(self, key: Key, shape: tuple[int, ...], minval: int, maxval: int) -> Any:
+        return torch.randint(minval, maxval, shape, generator=self._gen(key), device=self._device)
 
 
 def _device(spec: BackendSpec, device: Any) -> torch.device:
