@@ -85,6 +85,9 @@ class Backend:
     to_numpy_fn: Callable[[Any], np.ndarray] = dataclasses.field(repr=False)
     device_of: Callable[[Any], Any] = dataclasses.field(repr=False)
     comm_capabilities: frozenset[str] = COMM_CAPABILITIES
+    materialize_fn: Callable[..., tuple[Any, ...]] | None = dataclasses.field(
+        default=None, repr=False
+    )
 
     @classmethod
     def from_namespace(
@@ -99,11 +102,13 @@ class Backend:
         control: Any = None,
         to_numpy: Callable[[Any], np.ndarray] | None = None,
         device_of: Callable[[Any], Any] | None = None,
+        materialize: Callable[..., tuple[Any, ...]] | None = None,
     ) -> Backend:
         """Build a backend from an array-API namespace, with defaults for the rest.
 
         The defaults: no AD, eager control flow, host-drawn random numbers moved to the
-        device, ``numpy.asarray`` for ``to_numpy``, and ``array_api_compat.device``.
+        device, ``numpy.asarray`` for ``to_numpy``, ``array_api_compat.device``, and
+        arrays that are already concrete (``materialize`` does nothing).
         """
         if device is None or isinstance(device, str):
             device = resolve_device(spec, xp, device)
@@ -123,6 +128,7 @@ class Backend:
             comm=None,  # type: ignore[arg-type]
             to_numpy_fn=to_numpy if to_numpy is not None else np.asarray,
             device_of=device_of,
+            materialize_fn=materialize,
         )
         rnd = (random if random is not None else HostRandom)(be)
         object.__setattr__(be, "random", rnd)
@@ -164,17 +170,32 @@ class Backend:
         from anyxp.selection import name_of
 
         other = name_of(obj)
+        xp = self.xp
+        if other == self.name and copy is None and self.device_of(obj) in (None, self.device):
+            # Already ours and in place: no round trip through asarray, which a traced
+            # value (a JAX tracer under vmap) may not survive.
+            target = dtype
+            if target is None and xp.isdtype(obj.dtype, "real floating"):
+                target = self.float_dtype
+            return obj if target is None or obj.dtype == target else xp.astype(obj, target)
         if other is not None and other != self.name:
             from anyxp.selection import backend
 
             obj = backend(like=obj).to_numpy(obj)
-        xp = self.xp
         if dtype is None:
             arr = xp.asarray(obj, device=self.device, copy=copy)
             if xp.isdtype(arr.dtype, "real floating") and arr.dtype != self.float_dtype:
                 arr = xp.astype(arr, self.float_dtype)
             return arr
         return xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
+
+    def materialize(self, *arrays: Any) -> tuple[Any, ...]:
+        """Compute lazy arrays now, together, and return them (eager arrays unchanged).
+
+        Iterative algorithms call it once per iteration on their state, so that a lazy
+        backend (dask) does not grow one graph across all iterations.
+        """
+        return arrays if self.materialize_fn is None else self.materialize_fn(*arrays)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """Return ``x`` as a numpy array on the host (a copy when it lives elsewhere)."""

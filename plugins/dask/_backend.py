@@ -18,8 +18,20 @@ def _on_cpu(_: Any) -> str:
     return "cpu"
 
 
+def _persist(*arrays: Any) -> tuple[Any, ...]:
+    import dask
+
+    return tuple(dask.persist(*arrays))
+
+
 def create(spec: BackendSpec, *, device: Any = None, dtype: Any = None) -> Backend:
     """Return the dask backend."""
     return Backend.from_namespace(
-        spec, xp, device=device, dtype=dtype, to_numpy=_to_numpy, device_of=_on_cpu
+        spec,
+        xp,
+        device=device,
+        dtype=dtype,
+        to_numpy=_to_numpy,
+        device_of=_on_cpu,
+        materialize=_persist,
     )
