@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -146,6 +147,127 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _problem_names() -> list[str]:
+    from anyxp.ode.problems import PROBLEMS
+
+    return sorted(PROBLEMS)
+
+
+def _run_problem(name: str, backend: str | None, **options: Any) -> tuple[Any, Any, float]:
+    import time
+
+    import anyxp
+    from anyxp.ode import solve
+    from anyxp.ode.problems import PROBLEMS
+
+    if name not in PROBLEMS:
+        raise anyxp.BackendNotFoundError(name, PROBLEMS, kind="problem")
+    problem = PROBLEMS[name]
+    dtype = options.pop("dtype", "float64")
+    with warnings.catch_warnings():
+        # The command asks for float64 on purpose; JAX's x64 notice adds nothing here.
+        warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
+        be = anyxp.backend(backend, dtype=dtype)
+    y0 = be.asarray(problem.y0)
+    t_eval = options.pop("t_eval", None)
+    start = time.perf_counter()
+    sol = solve(problem.f, problem.t_span, y0, t_eval=t_eval, backend=be, **options)
+    final = be.to_numpy(sol.y[-1, ...])
+    return sol, final, time.perf_counter() - start
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from anyxp.ode.problems import PROBLEMS
+
+    sol, final, seconds = _run_problem(
+        args.problem,
+        args.backend,
+        method=args.method,
+        rtol=args.rtol,
+        atol=args.atol,
+        dtype=args.dtype,
+        progress=args.progress,
+    )
+    stats = {k: int(v) for k, v in sol.stats.items()}
+    result = {
+        "problem": args.problem,
+        "backend": sol.backend.name,
+        "device": str(sol.backend.device),
+        "method": sol.method,
+        "t_span": list(PROBLEMS[args.problem].t_span),
+        "y_final": [float(v) for v in final.reshape(-1)],
+        "status": int(sol.status),
+        "message": sol.message,
+        "stats": stats,
+        "seconds": seconds,
+    }
+    known = PROBLEMS[args.problem].final
+    if known is not None:
+        result["error_vs_reference"] = float(
+            max(abs(a - b) for a, b in zip(result["y_final"], known, strict=True))
+        )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{args.problem} on {result['backend']} ({result['device']}), {sol.method}, "
+            f"rtol={args.rtol:g} atol={args.atol:g}"
+        )
+        print(
+            f"  y({result['t_span'][1]:g}) = [{', '.join(f'{v:.10g}' for v in result['y_final'])}]"
+        )
+        if "error_vs_reference" in result:
+            print(f"  max |y - reference| = {result['error_vs_reference']:.3g}")
+        print(f"  {sol.message} (status {result['status']})")
+        print("  " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+        print(f"  {seconds * 1e3:.1f} ms")
+    return 0 if result["status"] == 0 else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from anyxp.ode.problems import PROBLEMS
+    from anyxp.selection import backend
+
+    available = [
+        name
+        for name, provided in get_registry().backends.items()
+        if len(provided) == 1 and provided[0].spec.unavailable_reason() is None
+    ]
+    names = sorted(available, key=lambda n: (n != "numpy", n))  # numpy first: the reference
+    problem = PROBLEMS[args.problem]
+    t_eval = np.linspace(*problem.t_span, 5)
+    print(
+        f"{args.problem} on every available backend (tsit5, rtol={args.rtol:g}, atol={args.atol:g})"
+    )
+    print(f"{'backend':<18}{'status':<8}{'steps':>7}{'seconds':>10}  max |y - y_numpy| at 5 times")
+    reference: Any = None
+    worst = 0.0
+    for name in names:
+        if backend(name).materialize_fn is not None:
+            print(
+                f"{name:<18}skipped: lazy arrays build a task graph per step (about 1 ms per "
+                "array operation), far too slow for one small trajectory"
+            )
+            continue
+        try:
+            sol, _, seconds = _run_problem(
+                args.problem, name, rtol=args.rtol, atol=args.atol, t_eval=t_eval
+            )
+        except Exception as exc:  # noqa: BLE001 - a third-party backend may fail in any way
+            print(f"{name:<18}failed: {type(exc).__name__}: {str(exc)[:80]}")
+            continue
+        ys = sol.backend.to_numpy(sol.y).astype(np.float64)
+        reference = ys if reference is None else reference
+        diff = float(np.max(np.abs(ys - reference)))
+        worst = max(worst, diff)
+        steps = int(sol.stats["accepted"])
+        print(f"{name:<18}{int(sol.status):<8}{steps:>7}{seconds:>10.3f}  {diff:.2e}")
+    scale = 1.0 if reference is None else max(1.0, float(np.max(np.abs(reference))))
+    return 0 if worst < 1e-6 * scale else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``anyxp`` command line."""
     parser = argparse.ArgumentParser(prog="anyxp", description=__doc__)
@@ -167,10 +289,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--hypothesis-profile", default="anyxp-ci", help="anyxp-ci (default) or anyxp-thorough"
     )
     p_check.add_argument("--max-examples", type=int, help="hypothesis examples per property test")
+    p_solve = sub.add_parser("solve", help="solve a reference ODE problem on one backend")
+    p_solve.add_argument("problem", help="one of: " + ", ".join(_problem_names()))
+    p_solve.add_argument("--backend", default=None, help="default: numpy (or ANYXP_BACKEND)")
+    p_solve.add_argument("--method", default="tsit5")
+    p_solve.add_argument("--rtol", type=float, default=1e-8)
+    p_solve.add_argument("--atol", type=float, default=1e-10)
+    p_solve.add_argument("--dtype", default="float64")
+    p_solve.add_argument("--progress", action="store_true", help="show a progress bar")
+    p_solve.add_argument("--json", action="store_true", help="print JSON")
+    p_demo = sub.add_parser("demo", help="solve one problem on every available backend")
+    p_demo.add_argument("problem", nargs="?", default="lorenz")
+    p_demo.add_argument("--rtol", type=float, default=1e-8)
+    p_demo.add_argument("--atol", type=float, default=1e-10)
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             return _check(args)
+        if args.command == "solve":
+            return _solve(args)
+        if args.command == "demo":
+            return _demo(args)
         if args.command == "list":
             table = plugin_table(get_registry())
             if args.json:
