@@ -237,7 +237,7 @@ def _demo(args: argparse.Namespace) -> int:
     ]
     names = sorted(available, key=lambda n: (n != "numpy", n))  # numpy first: the reference
     problem = PROBLEMS[args.problem]
-    t_eval = np.linspace(*problem.t_span, 5)
+    t_eval = np.linspace(problem.t_span[0], problem.t_span[1], 5)
     print(
         f"{args.problem} on every available backend (tsit5, rtol={args.rtol:g}, atol={args.atol:g})"
     )
