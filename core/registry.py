@@ -13,13 +13,13 @@ import importlib.metadata
 import os
 import sys
 import threading
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import pluggy
 
 from anyxp import hookspecs
+from anyxp._warnings import warn_user
 from anyxp.errors import BackendNotFoundError, PluginError
 from anyxp.spec import BackendSpec, CommSpec
 
@@ -99,10 +99,9 @@ class Registry:
         reg = cls()
         allow, deny = _env_list("ANYXP_PLUGINS"), _env_list("ANYXP_DISABLED_PLUGINS")
         if deny and deny & ALWAYS_ENABLED:
-            warnings.warn(
+            warn_user(
                 "ANYXP_DISABLED_PLUGINS names numpy, the embedded default backend, which "
-                "cannot be disabled; it stays enabled.",
-                stacklevel=3,
+                "cannot be disabled; it stays enabled."
             )
         for ep in _entry_points():
             dist = ep.dist.name if ep.dist is not None else "<unknown>"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from anyxp import Backend, BackendSpec, BackendUnavailableError
+from anyxp._warnings import warn_user
 from anyxp.random import as_shape
 
 
@@ -99,10 +99,9 @@ def _device(spec: BackendSpec, device: Any) -> Any:
 def _enable_x64(dtype: Any) -> None:
     wants64 = dtype in ("float64", jnp.float64) or getattr(dtype, "name", None) == "float64"
     if wants64 and not jax.config.jax_enable_x64:
-        warnings.warn(
+        warn_user(
             "dtype='float64' on the jax backend turns on jax_enable_x64 for the whole "
-            "process (JAX has no narrower switch). Set JAX_ENABLE_X64=1 to silence this.",
-            stacklevel=4,
+            "process (JAX has no narrower switch). Set JAX_ENABLE_X64=1 to silence this."
         )
         jax.config.update("jax_enable_x64", True)
 
