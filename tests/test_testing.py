@@ -86,8 +86,9 @@ def test_ode_problem_solutions_satisfy_their_equation(problem, data):
     np.testing.assert_allclose(derivative, rhs, rtol=1e-5, atol=1e-5)
 
 
-def test_stiff_linear_problems_have_the_stiff_eigenvalue():
-    problem = axst.linear_ode_problems(anyxp.backend("numpy"), 3, stiffness=1e4).example()
+@settings(max_examples=10, deadline=None)
+@given(problem=axst.linear_ode_problems(anyxp.backend("numpy"), 3, stiffness=1e4))
+def test_stiff_linear_problems_have_the_stiff_eigenvalue(problem):
     assert problem.stiff
     jac = np.stack([problem.f(0.0, e) for e in np.eye(3)], axis=1)
     assert np.linalg.eigvalsh((jac + jac.T) / 2).min() == pytest.approx(-1e4)
