@@ -162,9 +162,15 @@ def solve(
 
     from anyxp.selection import name_of
 
-    def f_flat(t: Any, y: Any) -> Any:
-        out = f(t, xp.reshape(y, shape), *args)
-        return xp.reshape(out, (-1,))
+    if len(shape) == 1:  # already flat: no reshapes on the hot path
+
+        def f_flat(t: Any, y: Any) -> Any:
+            return f(t, y, *args)
+
+    else:
+
+        def f_flat(t: Any, y: Any) -> Any:
+            return xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))
 
     y_flat = xp.reshape(y0, (-1,))
     probe = f(t0, y0, *args)

@@ -1,0 +1,230 @@
+"""Non-stiff ODE solves, side by side with the anchors, reported as ratios.
+
+- numpy backend (anyxp tsit5) vs scipy ``solve_ivp`` RK45 and DOP853
+- jax backend (anyxp tsit5, jit, warm) vs diffrax Tsit5 (jit, warm)
+- torch backend (anyxp tsit5) vs torchdiffeq dopri5
+
+Each pairing solves the same problem with the same rtol/atol, and the error of each is
+measured at the final time against scipy DOP853 at rtol = atol = 1e-13. Times are the best
+of ``--repeat`` runs. Ratio = anyxp time / anchor time (< 1: anyxp faster).
+
+Run:  python benchmarks/bench_ode.py [--out benchmarks/results/ode_nonstiff.md] [--plot docs/_static/work_precision.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
+import anyxp  # noqa: E402
+from anyxp.ode import solve  # noqa: E402
+from anyxp.ode.problems import PROBLEMS  # noqa: E402
+
+TOLERANCES = (1e-3, 1e-6, 1e-8, 1e-10)
+NAMES = ("lorenz", "lotka_volterra", "pleiades")
+
+
+def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    out = None
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def reference(name: str) -> np.ndarray:
+    from scipy.integrate import solve_ivp
+
+    p = PROBLEMS[name]
+    sol = solve_ivp(p.f, p.t_span, np.array(p.y0), method="DOP853", rtol=1e-13, atol=1e-13)
+    return sol.y[:, -1]
+
+
+def err(y: Any, ref: np.ndarray) -> float:
+    return float(
+        np.max(np.abs(np.asarray(y, dtype=np.float64) - ref)) / max(1.0, np.max(np.abs(ref)))
+    )
+
+
+def numpy_vs_scipy(name: str, rtol: float, repeat: int, ref: np.ndarray) -> list[dict[str, Any]]:
+    from scipy.integrate import solve_ivp
+
+    p = PROBLEMS[name]
+    y0 = np.array(p.y0)
+    atol = rtol * 1e-3
+    t_ours, sol = best(lambda: solve(p.f, p.t_span, y0, rtol=rtol, atol=atol), repeat)
+    rows = [
+        {
+            "impl": "anyxp numpy tsit5",
+            "time": t_ours,
+            "err": err(sol.y[-1], ref),
+            "nfev": sol.stats["nfev"],
+        }
+    ]
+    for method in ("RK45", "DOP853"):
+        t_sp, s = best(
+            lambda m=method: solve_ivp(p.f, p.t_span, y0, method=m, rtol=rtol, atol=atol), repeat
+        )
+        rows.append(
+            {"impl": f"scipy {method}", "time": t_sp, "err": err(s.y[:, -1], ref), "nfev": s.nfev}
+        )
+    return rows
+
+
+def jax_vs_diffrax(name: str, rtol: float, repeat: int, ref: np.ndarray) -> list[dict[str, Any]]:
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+
+    p = PROBLEMS[name]
+    atol = rtol * 1e-3
+    be = anyxp.backend("jax", dtype="float64")
+    y0 = be.asarray(p.y0)
+    t_eval = np.array(p.t_span)
+    ours = jax.jit(lambda y: solve(p.f, p.t_span, y, rtol=rtol, atol=atol, t_eval=t_eval).y[-1])
+    jax.block_until_ready(ours(y0))
+    t_ours, y = best(lambda: jax.block_until_ready(ours(y0)), repeat)
+    term = diffrax.ODETerm(lambda t, y, args: p.f(t, y))
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+
+    @jax.jit
+    def theirs(y):
+        s = diffrax.diffeqsolve(
+            term,
+            diffrax.Tsit5(),
+            p.t_span[0],
+            p.t_span[1],
+            None,
+            y,
+            stepsize_controller=controller,
+            max_steps=100_000,
+        )
+        return s.ys[-1], s.stats["num_steps"]
+
+    jax.block_until_ready(theirs(y0))
+    t_theirs, (yd, steps) = best(lambda: jax.block_until_ready(theirs(y0)), repeat)
+    return [
+        {"impl": "anyxp jax tsit5 (jit)", "time": t_ours, "err": err(y, ref), "nfev": None},
+        {"impl": "diffrax Tsit5 (jit)", "time": t_theirs, "err": err(yd, ref), "nfev": None},
+    ]
+
+
+def torch_vs_torchdiffeq(
+    name: str, rtol: float, repeat: int, ref: np.ndarray
+) -> list[dict[str, Any]]:
+    import torch
+    import torchdiffeq
+
+    p = PROBLEMS[name]
+    atol = rtol * 1e-3
+    be = anyxp.backend("torch", dtype="float64")
+    y0 = be.asarray(p.y0)
+    t_ours, sol = best(lambda: solve(p.f, p.t_span, y0, rtol=rtol, atol=atol), repeat)
+    ts = torch.tensor(p.t_span, dtype=torch.float64)
+    t_theirs, yt = best(
+        lambda: torchdiffeq.odeint(p.f, y0, ts, rtol=rtol, atol=atol, method="dopri5"), repeat
+    )
+    return [
+        {
+            "impl": "anyxp torch tsit5",
+            "time": t_ours,
+            "err": err(be.to_numpy(sol.y[-1]), ref),
+            "nfev": sol.stats["nfev"],
+        },
+        {
+            "impl": "torchdiffeq dopri5",
+            "time": t_theirs,
+            "err": err(yt[-1].numpy(), ref),
+            "nfev": None,
+        },
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--problems", nargs="*", default=list(NAMES))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    lines = [
+        "# Non-stiff ODE benchmarks",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores; Python {platform.python_version()}. "
+        "Produced by `python benchmarks/bench_ode.py`. atol = rtol·1e-3; error = max abs error "
+        "at the final time (relative to max(1, |y|)) against scipy DOP853 at 1e-13. "
+        "Ratio = anyxp time / anchor time.",
+        "",
+        "| problem | rtol | pairing | anyxp time | anchor time | ratio | anyxp error | anchor error |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for name in args.problems:
+        ref = reference(name)
+        for rtol in TOLERANCES:
+            groups = [
+                ("numpy vs scipy RK45", numpy_vs_scipy(name, rtol, args.repeat, ref), "scipy RK45"),
+                (
+                    "jax vs diffrax",
+                    jax_vs_diffrax(name, rtol, args.repeat, ref),
+                    "diffrax Tsit5 (jit)",
+                ),
+                (
+                    "torch vs torchdiffeq",
+                    torch_vs_torchdiffeq(name, rtol, args.repeat, ref),
+                    "torchdiffeq dopri5",
+                ),
+            ]
+            for label, rows, anchor in groups:
+                ours, theirs = rows[0], next(r for r in rows if r["impl"] == anchor)
+                for r in rows:
+                    curves.setdefault(f"{name}: {r['impl']}", []).append((r["err"], r["time"]))
+                lines.append(
+                    f"| {name} | {rtol:g} | {label} | {ours['time'] * 1e3:.2f} ms | "
+                    f"{theirs['time'] * 1e3:.2f} ms | {ours['time'] / theirs['time']:.2f} | "
+                    f"{ours['err']:.1e} | {theirs['err']:.1e} |"
+                )
+                print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(
+            1, len(args.problems), figsize=(5 * len(args.problems), 4), squeeze=False
+        )
+        for ax, name in zip(axes[0], args.problems, strict=True):
+            for key, pts in curves.items():
+                if key.startswith(name + ":"):
+                    e, t = zip(*sorted(pts), strict=True)
+                    ax.loglog(e, t, marker="o", label=key.split(": ", 1)[1])
+            ax.set_title(name)
+            ax.set_xlabel("error at final time")
+            ax.set_ylabel("seconds")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
