@@ -26,9 +26,9 @@ import numpy as np
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
-import anyxp  # noqa: E402
-from anyxp.ode import solve  # noqa: E402
-from anyxp.ode.problems import PROBLEMS  # noqa: E402
+import anyxp
+from anyxp.ode import solve
+from anyxp.ode.problems import PROBLEMS
 
 TOLERANCES = (1e-3, 1e-6, 1e-8, 1e-10)
 NAMES = ("lorenz", "lotka_volterra", "pleiades")
@@ -86,7 +86,6 @@ def numpy_vs_scipy(name: str, rtol: float, repeat: int, ref: np.ndarray) -> list
 def jax_vs_diffrax(name: str, rtol: float, repeat: int, ref: np.ndarray) -> list[dict[str, Any]]:
     import diffrax
     import jax
-    import jax.numpy as jnp
 
     p = PROBLEMS[name]
     atol = rtol * 1e-3
@@ -114,7 +113,7 @@ def jax_vs_diffrax(name: str, rtol: float, repeat: int, ref: np.ndarray) -> list
         return s.ys[-1], s.stats["num_steps"]
 
     jax.block_until_ready(theirs(y0))
-    t_theirs, (yd, steps) = best(lambda: jax.block_until_ready(theirs(y0)), repeat)
+    t_theirs, (yd, _) = best(lambda: jax.block_until_ready(theirs(y0)), repeat)
     return [
         {"impl": "anyxp jax tsit5 (jit)", "time": t_ours, "err": err(y, ref), "nfev": None},
         {"impl": "diffrax Tsit5 (jit)", "time": t_theirs, "err": err(yd, ref), "nfev": None},
