@@ -72,6 +72,22 @@ def libraries() -> dict[
             lambda y: jax.block_until_ready(y),
         ),
     }
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            libs["cupy"] = (
+                lambda n: cupy.linspace(0.0, 1.0, n),
+                {
+                    "exp": cupy.exp,
+                    "sum": cupy.sum,
+                    "add": lambda x: cupy.add(x, x),
+                    "matmul": lambda x: x @ x,
+                },
+                lambda y: cupy.cuda.Stream.null.synchronize(),
+            )
+    except Exception:  # noqa: BLE001 - no CuPy or no GPU: measure the CPU libraries only
+        pass
     return libs
 
 
@@ -116,7 +132,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for name, (make, direct, block) in libs.items():
-        be = anyxp.backend(name, dtype="float64" if name != "jax" else "float32")
+        be = anyxp.backend(name, dtype="float32" if name == "jax" else "float64")
         ours = through_xp(be)
         for n in (16, 1_000_000):
             x = make(n)
