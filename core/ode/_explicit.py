@@ -33,6 +33,19 @@ MESSAGES = {
 
 
 @dataclass(frozen=True)
+class Span:
+    """What both loops are asked: the interval, the tolerances, the step, the budget."""
+
+    t0: float
+    t1: float
+    rtol: float
+    atol: float
+    h: float | None  # the first step (adaptive) or the step (fixed); None: choose one
+    fixed: bool
+    max_steps: int
+
+
+@dataclass(frozen=True)
 class Stepper:
     """A tableau bound to a backend and a right-hand side on flat states."""
 
@@ -121,19 +134,15 @@ def step_factor(err: float, exponent: float) -> float:
 # ---------------------------------------------------------------------------------------
 def run_eager(
     st: Stepper,
-    t0: float,
-    t1: float,
+    span: Span,
     y0: Any,
     *,
-    rtol: float,
-    atol: float,
-    h: float | None,
-    fixed: bool,
-    max_steps: int,
     t_eval: np.ndarray | None,
     keep_dense: bool,
     progress: Any,
 ) -> dict[str, Any]:
+    t0, t1, rtol, atol, h, fixed = span.t0, span.t1, span.rtol, span.atol, span.h, span.fixed
+    max_steps = span.max_steps
     xp = st.be.xp
     tab = st.tab
     direction = 1.0 if t1 > t0 else -1.0
@@ -167,14 +176,14 @@ def run_eager(
     accepted = rejected = 0
     rejected_last = nonfinite_last = False
     status = RUNNING
-    span = abs(t1 - t0)
+    length = abs(t1 - t0)
     while status == RUNNING:
         if accepted + rejected >= max_steps:
             status = MAX_STEPS
             break
         remaining = abs(t1 - t)
         h_try = min(h, remaining)
-        if h_try <= 10 * np.spacing(max(abs(t), span)):
+        if h_try <= 10 * np.spacing(max(abs(t), length)):
             status = NONFINITE if nonfinite_last else STEP_COLLAPSED
             break
         hs = direction * h_try
@@ -224,7 +233,7 @@ def run_eager(
             if keep_dense:
                 steps.append((t, hs, y, xp.stack(ks)))
             if progress is not None:
-                progress(abs(t_new - t0) / span)
+                progress(abs(t_new - t0) / length)
             t, y, f0 = t_new, y_new, f_new
             accepted += 1
             if not fixed:
@@ -255,19 +264,9 @@ def run_eager(
 # ---------------------------------------------------------------------------------------
 # The compiled loop: everything on 0-d arrays inside be.while_loop.
 # ---------------------------------------------------------------------------------------
-def run_compiled(
-    st: Stepper,
-    t0: float,
-    t1: float,
-    y0: Any,
-    *,
-    rtol: float,
-    atol: float,
-    h: float | None,
-    fixed: bool,
-    max_steps: int,
-    t_eval: np.ndarray,
-) -> dict[str, Any]:
+def run_compiled(st: Stepper, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[str, Any]:
+    t0, t1, rtol, atol, h, fixed = span.t0, span.t1, span.rtol, span.atol, span.h, span.fixed
+    max_steps = span.max_steps
     be, xp, tab = st.be, st.be.xp, st.tab
     dt = st.dtype
     direction = 1.0 if t1 > t0 else -1.0

@@ -186,24 +186,15 @@ def solve(
         raise TypeError(f"f returned dtype {probe.dtype}, expected y0's dtype {dtype}")
 
     st = _explicit.Stepper(be, tab, f_flat, dtype)
-    h = dt if fixed else first_step
+    span = _explicit.Span(t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps)
     if "control_flow.compiled" in be.capabilities:
         if dense_output:
-            from anyxp.errors import UnsupportedError
-
-            raise UnsupportedError(be.name, "dense_output in a compiled solve; pass t_eval")
-        res = _explicit.run_compiled(
-            st,
-            t0,
-            t1,
-            y_flat,
-            rtol=rtol,
-            atol=atol,
-            h=h,
-            fixed=fixed,
-            max_steps=max_steps,
-            t_eval=te if te is not None else np.array([t0, t1]),
-        )
+            raise ValueError(
+                f"dense_output needs an eager backend; a compiled solve on {be.name!r} "
+                "stores the times you pass as t_eval"
+            )
+        stored = te if te is not None else np.array([t0, t1])
+        res = _explicit.run_compiled(st, span, y_flat, t_eval=stored)
         t_out, y_out = res["t"], res["y"]
         status = res["status"]
         concrete = _concrete(lambda: int(status))
@@ -211,18 +202,7 @@ def solve(
     else:
         bar = _progress_bar() if progress else None
         res = _explicit.run_eager(
-            st,
-            t0,
-            t1,
-            y_flat,
-            rtol=rtol,
-            atol=atol,
-            h=h,
-            fixed=fixed,
-            max_steps=max_steps,
-            t_eval=te,
-            keep_dense=dense_output,
-            progress=bar,
+            st, span, y_flat, t_eval=te, keep_dense=dense_output, progress=bar
         )
         if bar is not None:
             bar(None)
