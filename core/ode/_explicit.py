@@ -109,14 +109,18 @@ def initial_step(
     d0 = xp.sqrt(xp.mean((y0 / scale) ** 2))
     d1 = xp.sqrt(xp.mean((f0 / scale) ** 2))
     small = (d0 < 1e-5) | (d1 < 1e-5)
-    h0 = xp.where(small, xp.asarray(1e-6, dtype=st.dtype), 0.01 * d0 / xp.where(d1 == 0, 1.0, d1))
+    h0 = xp.where(
+        small,
+        xp.asarray(1e-6, dtype=st.dtype, device=st.be.device),
+        0.01 * d0 / xp.where(d1 == 0, 1.0, d1),
+    )
     y1 = y0 + direction * h0 * f0
     f1 = st.f(t0 + direction * h0, y1)
     d2 = xp.sqrt(xp.mean(((f1 - f0) / scale) ** 2)) / h0
     big = xp.maximum(d1, d2)
     h1 = xp.where(
         big <= 1e-15,
-        xp.maximum(xp.asarray(1e-6, dtype=st.dtype), h0 * 1e-3),
+        xp.maximum(xp.asarray(1e-6, dtype=st.dtype, device=st.be.device), h0 * 1e-3),
         (0.01 / xp.where(big <= 1e-15, 1.0, big)) ** (1.0 / (order + 1)),
     )
     return xp.minimum(100 * h0, h1)
@@ -153,7 +157,7 @@ def run_eager(
         h = float(
             initial_step(
                 st,
-                xp.asarray(t0, dtype=st.dtype),
+                xp.asarray(t0, dtype=st.dtype, device=st.be.device),
                 y0,
                 f0,
                 direction,
@@ -296,7 +300,18 @@ def run_compiled(st: Stepper, span: Span, y0: Any, *, t_eval: np.ndarray) -> dic
     def i(v: int) -> Any:
         return xp.asarray(v, dtype=ints.dtype, device=be.device)
 
-    state0 = (T0, y0, f0, h0, zero, zero, nfev_0, running, xp.asarray(False), out0)
+    state0 = (
+        T0,
+        y0,
+        f0,
+        h0,
+        zero,
+        zero,
+        nfev_0,
+        running,
+        xp.asarray(False, device=be.device),
+        out0,
+    )
 
     def cond(state: Any) -> Any:
         return state[7] == RUNNING
