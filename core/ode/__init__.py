@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from anyxp.ode._solve import METHODS, Solution, solve
+from anyxp.ode.ensemble import EnsembleSolution, solve_ensemble
 
-__all__ = ["METHODS", "Solution", "solve"]
+__all__ = ["METHODS", "EnsembleSolution", "Solution", "solve", "solve_ensemble"]

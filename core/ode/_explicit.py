@@ -1,9 +1,8 @@
-"""One generic explicit Runge-Kutta stepper, and the two loops that drive it.
+"""One generic explicit Runge-Kutta stepper, and the eager loop that drives it.
 
 The stepper is array-API code only. The eager loop runs it from Python with Python
-floats for step control (low per-step overhead on numpy and torch); the compiled loop
-runs it inside ``be.while_loop`` with the control on 0-d arrays, so that on JAX the
-whole solve is one traced program (``jax.jit`` and ``jax.vmap`` work through it).
+floats for step control (low per-step overhead on numpy and torch). Compiled solves and
+ensembles use the masked loop of ``anyxp.ode._masked`` instead.
 """
 
 from __future__ import annotations
@@ -262,112 +261,4 @@ def run_eager(
         },
         "steps": steps,
         "dense": dense,
-    }
-
-
-# ---------------------------------------------------------------------------------------
-# The compiled loop: everything on 0-d arrays inside be.while_loop.
-# ---------------------------------------------------------------------------------------
-def run_compiled(st: Stepper, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[str, Any]:
-    t0, t1, rtol, atol, h, fixed = span.t0, span.t1, span.rtol, span.atol, span.h, span.fixed
-    max_steps = span.max_steps
-    be, xp, tab = st.be, st.be.xp, st.tab
-    dt = st.dtype
-    direction = 1.0 if t1 > t0 else -1.0
-    b, e, dense = st.coefficients()
-    T0 = xp.asarray(t0, dtype=dt, device=be.device)
-    T1 = xp.asarray(t1, dtype=dt, device=be.device)
-    te = xp.asarray(t_eval, dtype=dt, device=be.device)
-    f0 = st.f(T0, y0)
-    if h is None:
-        h0 = initial_step(st, T0, y0, f0, direction, rtol, atol, tab.error_order or tab.order)
-        nfev0 = 2
-    else:
-        h0 = xp.asarray(h, dtype=dt, device=be.device)
-        nfev0 = 1
-    exponent = -1.0 / ((tab.error_order or tab.order) + 1)
-    out0 = xp.where(
-        (te == T0)[:, None],
-        y0[None, :],
-        xp.zeros((te.shape[0], y0.shape[0]), dtype=dt, device=be.device),
-    )
-    tiny = (
-        10 * float(np.finfo(np.dtype(str(dt).rsplit(".", 1)[-1])).eps) * max(abs(t0), abs(t1 - t0))
-    )
-    ints = xp.asarray([0, 0, nfev0, RUNNING], device=be.device)
-    zero, nfev_0, running = ints[0], ints[2], ints[3]
-
-    def i(v: int) -> Any:
-        return xp.asarray(v, dtype=ints.dtype, device=be.device)
-
-    state0 = (
-        T0,
-        y0,
-        f0,
-        h0,
-        zero,
-        zero,
-        nfev_0,
-        running,
-        xp.asarray(False, device=be.device),
-        out0,
-    )
-
-    def cond(state: Any) -> Any:
-        return state[7] == RUNNING
-
-    def body(state: Any) -> Any:
-        t, y, f0, h, acc, rej, nfev, status, rej_last, out = state
-        remaining = xp.abs(T1 - t)
-        last = h >= remaining
-        h_try = xp.where(last, remaining, h)
-        hs = direction * h_try
-        ks = st.stages(t, y, hs, f0)
-        K = xp.stack(ks)
-        y_new = y + hs * (b @ K)
-        f_new = ks[-1] if tab.fsal else st.f(t + hs, y_new)
-        if fixed:
-            err = xp.asarray(0.0, dtype=dt, device=be.device)
-        else:
-            err = st.error_norm(hs * (e @ K), y, y_new, rtol, atol)
-        finite = xp.isfinite(err) & xp.all(xp.isfinite(y_new))
-        ok = finite & (err <= 1.0)
-        t_new = xp.where(last, T1, t + hs)
-        # Save the requested times this step covers.
-        theta = (te - t) / hs
-        covered = ok & (direction * (te - t) > 0) & (direction * (te - t_new) <= 0)
-        if dense is None:
-            vals = y[None, :] + theta[:, None] * (y_new - y)[None, :]
-        else:
-            vals = st.interpolate(theta, y, hs, K, dense)
-        out = xp.where(covered[:, None], vals, out)
-        safe_err = xp.where(finite & (err > 0), err, 1.0)
-        factor = xp.where(
-            err == 0, MAX_FACTOR, xp.clip(SAFETY * safe_err**exponent, MIN_FACTOR, MAX_FACTOR)
-        )
-        factor = xp.where(~finite, MIN_FACTOR, factor)
-        factor = xp.where(ok & rej_last, xp.minimum(factor, 1.0), factor)
-        h_next = h if fixed else h_try * factor
-        t = xp.where(ok, t_new, t)
-        y = xp.where(ok, y_new, y)
-        f0 = xp.where(ok, f_new, f0)
-        acc = acc + xp.astype(ok, acc.dtype)
-        rej = rej + xp.astype(~ok, rej.dtype)
-        nfev = nfev + ((tab.stages - 1) + (0 if tab.fsal else 1))
-        status = xp.where(ok & last, i(SUCCESS), i(RUNNING))
-        running = status == RUNNING
-        status = xp.where(running & (acc + rej >= max_steps), i(MAX_STEPS), status)
-        collapsed = (status == RUNNING) & (h_next <= tiny)
-        status = xp.where(collapsed & finite, i(STEP_COLLAPSED), status)
-        status = xp.where(collapsed & ~finite, i(NONFINITE), status)
-        if fixed:
-            status = xp.where((status == RUNNING) & ~finite, i(NONFINITE), status)
-        return (t, y, f0, h_next, acc, rej, nfev, status, ~ok, out)
-
-    _, _, _, _, acc, rej, nfev, status, _, out = be.while_loop(cond, body, state0)
-    return {
-        "t": te,
-        "y": out,
-        "status": status,
-        "stats": {"nfev": nfev, "steps": acc + rej, "accepted": acc, "rejected": rej},
     }

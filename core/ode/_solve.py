@@ -11,6 +11,7 @@ import numpy as np
 
 from anyxp.backend import Backend
 from anyxp.ode import _explicit
+from anyxp.ode._masked import run_masked
 from anyxp.ode.tableaux import TABLEAUX
 
 __all__ = ["Solution", "solve"]
@@ -194,9 +195,12 @@ def solve(
                 "stores the times you pass as t_eval"
             )
         stored = te if te is not None else np.array([t0, t1])
-        res = _explicit.run_compiled(st, span, y_flat, t_eval=stored)
-        t_out, y_out = res["t"], res["y"]
-        status = res["status"]
+        # One traced program: the masked loop, with a batch of one trajectory.
+        one = _explicit.Stepper(be, tab, lambda t, y: f_flat(t[0], y[0, :])[None, :], dtype)
+        res = run_masked(one, span, y_flat[None, :], t_eval=stored)
+        t_out, y_out = res["t"], res["y"][:, 0, :]
+        res["stats"] = {k: v[0] if getattr(v, "ndim", 0) else v for k, v in res["stats"].items()}
+        status = res["status"][0]
         concrete = _concrete(lambda: int(status))
         status_int = int(status) if concrete is not None else status
     else:

@@ -1,0 +1,120 @@
+"""``anyxp.ode.solve_ensemble``: many independent trajectories, vectorized across the batch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from anyxp.backend import Backend
+from anyxp.ode import _explicit
+from anyxp.ode._masked import run_masked
+from anyxp.ode._solve import _check_span, _check_t_eval, _concrete
+from anyxp.ode.tableaux import TABLEAUX
+
+__all__ = ["EnsembleSolution", "solve_ensemble"]
+
+
+@dataclass(frozen=True)
+class EnsembleSolution:
+    """The result of :func:`solve_ensemble`.
+
+    ``t`` has shape ``(m,)`` and ``y`` shape ``(m, B, n)``: ``y[i, j]`` is trajectory
+    ``j`` at ``t[i]``. ``status`` has one code per trajectory (as in
+    :class:`anyxp.ode.Solution`); ``stats`` holds per-trajectory ``steps``, ``accepted`` and
+    ``rejected`` and the batch's ``nfev`` (batched evaluations of ``f``).
+    """
+
+    t: Any
+    y: Any
+    status: Any
+    stats: dict[str, Any]
+    method: str
+    backend: Backend = field(repr=False)
+
+    @property
+    def success(self) -> bool:
+        """Whether every trajectory reached the end of the interval."""
+        return bool(self.backend.xp.all(self.status == 0))
+
+
+def solve_ensemble(
+    f: Callable[..., Any],
+    t_span: Sequence[float],
+    y0: Any,
+    *,
+    params: Any = None,
+    method: str = "tsit5",
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    t_eval: Any = None,
+    max_steps: int = 100_000,
+    first_step: float | None = None,
+    dt: float | None = None,
+    backend: str | Backend | None = None,
+) -> EnsembleSolution:
+    """Solve ``B`` independent problems ``y_j' = f(t_j, y_j, p_j)`` at once.
+
+    Each trajectory has its own adaptive step size and accept/reject decision; a finished
+    trajectory is masked out while the others go on. Trajectory ``j`` solved in the batch
+    equals trajectory ``j`` solved alone, to tolerance.
+
+    Parameters
+    ----------
+    f
+        ``f(t, y)`` or, with ``params``, ``f(t, y, params)``, on a whole batch: ``t`` has
+        shape ``(B,)`` (each trajectory's own time), ``y`` shape ``(B, n)``, ``params``
+        shape ``(B, ...)``; returns shape ``(B, n)``.
+    t_span
+        ``(t0, t1)``, shared by all trajectories.
+    y0
+        Initial states, shape ``(B, n)``.
+    params
+        Optional per-trajectory parameters, passed to ``f`` as its third argument.
+    t_eval
+        Times at which to store every trajectory (default ``t0`` and ``t1``).
+    method, rtol, atol, max_steps, first_step, dt, backend
+        As for :func:`anyxp.ode.solve`.
+    """
+    import anyxp
+
+    if method not in TABLEAUX:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(TABLEAUX)}")
+    tab = TABLEAUX[method]
+    fixed = tab.error_order is None
+    t0, t1 = _check_span(t_span)
+    if not fixed and not (rtol > 0 and atol >= 0 and math.isfinite(rtol)):
+        raise ValueError(f"need rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
+    if fixed and (dt is None or not dt > 0):
+        raise ValueError(f"method {method!r} takes a fixed step: pass dt > 0")
+    be = anyxp.backend(backend, like=y0)
+    xp = be.xp
+    y0 = be.asarray(y0)
+    if y0.ndim != 2:
+        raise ValueError(f"y0 must have shape (trajectories, states), got {tuple(y0.shape)}")
+    if _concrete(lambda: not xp.all(xp.isfinite(y0))):
+        raise ValueError("y0 contains NaN or infinity; the solver needs finite initial states")
+    extra: tuple[Any, ...] = ()
+    if params is not None:
+        params = be.asarray(params)
+        if params.shape[0] != y0.shape[0]:
+            raise ValueError(
+                f"params has {params.shape[0]} rows for {y0.shape[0]} trajectories; give one "
+                "row of parameters per trajectory"
+            )
+        extra = (params,)
+
+    def f_batch(t: Any, y: Any) -> Any:
+        return f(t, y, *extra)
+
+    probe = f_batch(xp.full((y0.shape[0],), t0, dtype=y0.dtype, device=be.device), y0)
+    if tuple(probe.shape) != tuple(y0.shape):
+        raise ValueError(f"f returned shape {tuple(probe.shape)}, expected {tuple(y0.shape)}")
+    te = np.array([t0, t1]) if t_eval is None else _check_t_eval(t_eval, t0, t1)
+    span = _explicit.Span(t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps)
+    st = _explicit.Stepper(be, tab, f_batch, y0.dtype)
+    res = run_masked(st, span, y0, t_eval=te)
+    return EnsembleSolution(res["t"], res["y"], res["status"], res["stats"], method, be)
