@@ -123,7 +123,8 @@ def solve(
     max_steps
         The most steps (accepted and rejected) before giving up with status 1.
     first_step, dt
-        The first step of an adaptive method; the step of ``rk4``.
+        The first step of an adaptive method; ``dt`` fixes the step (any method; ``rk4``
+        needs it).
     backend
         The backend; default inferred from ``y0``.
     progress
@@ -142,7 +143,7 @@ def solve(
     if method not in TABLEAUX:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     tab = TABLEAUX[method]
-    fixed = tab.error_order is None
+    fixed = tab.error_order is None or dt is not None  # dt= makes any method fixed-step
     t0, t1 = _check_span(t_span)
     if not fixed and not (rtol > 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
         raise ValueError(f"need rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")

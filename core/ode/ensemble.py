@@ -84,7 +84,7 @@ def solve_ensemble(
     if method not in TABLEAUX:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(TABLEAUX)}")
     tab = TABLEAUX[method]
-    fixed = tab.error_order is None
+    fixed = tab.error_order is None or dt is not None  # dt= makes any method fixed-step
     t0, t1 = _check_span(t_span)
     if not fixed and not (rtol > 0 and atol >= 0 and math.isfinite(rtol)):
         raise ValueError(f"need rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
