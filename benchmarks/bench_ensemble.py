@@ -45,8 +45,8 @@ def best(fn: Callable[[], Any], repeat: int) -> float:
     return min(times)
 
 
-def anyxp_run(name: str, n: int, mode: str) -> Callable[[], Any]:
-    be = anyxp.backend(name, dtype="float64")
+def anyxp_run(name: str, n: int, mode: str, device: str | None = None) -> Callable[[], Any]:
+    be = anyxp.backend(name, dtype="float64", device=device if name != "jax" else None)
     y0 = be.asarray(np.tile([1.0, 0.0, 0.0], (n, 1)))
     rho = be.asarray(np.linspace(0.0, 21.0, n)[:, None])
     opts: dict[str, Any] = {"dt": 1e-3} if mode == "fixed" else {"rtol": 1e-8, "atol": 1e-8}
@@ -55,7 +55,12 @@ def anyxp_run(name: str, n: int, mode: str) -> Callable[[], Any]:
 
         run = jax.jit(lambda y, r: solve_ensemble(lorenz_batch, (0.0, 1.0), y, params=r, **opts).y)
         return lambda: jax.block_until_ready(run(y0, rho))
-    return lambda: solve_ensemble(lorenz_batch, (0.0, 1.0), y0, params=rho, **opts).y
+
+    def run_eager() -> Any:
+        out = solve_ensemble(lorenz_batch, (0.0, 1.0), y0, params=rho, **opts).y
+        return be.to_numpy(out[-1, :1])  # waits for the device to finish
+
+    return run_eager
 
 
 def diffrax_run(n: int, mode: str) -> Callable[[], Any]:
@@ -128,6 +133,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--backends", nargs="*", default=["jax", "numpy", "torch"])
+    parser.add_argument("--device", default=None, help="e.g. cuda, for torch and cupy")
+    parser.add_argument("--anchors", nargs="*", default=["diffrax", "torchdiffeq", "scipy"])
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     lines = [
@@ -143,13 +151,15 @@ def main() -> None:
     for n in args.sizes:
         for mode in ("fixed", "adaptive"):
             rows: list[tuple[str, float]] = []
-            for name in ("jax", "numpy", "torch"):
-                rows.append((f"anyxp {name}", best(anyxp_run(name, n, mode), args.repeat)))
-            rows.append(("diffrax jit(vmap)", best(diffrax_run(n, mode), args.repeat)))
-            rows.append(
-                ("torchdiffeq (one shared step)", best(torchdiffeq_run(n, mode), args.repeat))
-            )
-            if mode == "adaptive" and n <= 1000:
+            for name in args.backends:
+                run = anyxp_run(name, n, mode, args.device)
+                rows.append((f"anyxp {name}", best(run, args.repeat)))
+            if "diffrax" in args.anchors:
+                rows.append(("diffrax jit(vmap)", best(diffrax_run(n, mode), args.repeat)))
+            if "torchdiffeq" in args.anchors:
+                run = torchdiffeq_run(n, mode)
+                rows.append(("torchdiffeq (one shared step)", best(run, args.repeat)))
+            if "scipy" in args.anchors and mode == "adaptive" and n <= 1000:
                 rows.append(("scipy RK45 loop", best(scipy_loop(n, mode), 1)))
             ours = rows[0][1]
             loop = next((t for label, t in rows if label.startswith("scipy")), None)
