@@ -52,6 +52,19 @@ class Solution:
         return self._dense(t)
 
 
+def _check_method(method: str, rtol: float, atol: float, dt: float | None) -> tuple[Any, bool]:
+    """The tableau, and whether the step is fixed; a clear error for bad settings."""
+    if method not in TABLEAUX:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    tab = TABLEAUX[method]
+    fixed = tab.error_order is None or dt is not None  # dt= makes any method fixed-step
+    if not fixed and not (rtol > 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
+        raise ValueError(f"need rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
+    if fixed and (dt is None or not dt > 0):
+        raise ValueError(f"method {method!r} takes a fixed step: pass dt > 0")
+    return tab, fixed
+
+
 def _check_span(t_span: Sequence[float]) -> tuple[float, float]:
     try:
         t0, t1 = (float(v) for v in t_span)
@@ -140,15 +153,8 @@ def solve(
     """
     import anyxp
 
-    if method not in TABLEAUX:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    tab = TABLEAUX[method]
-    fixed = tab.error_order is None or dt is not None  # dt= makes any method fixed-step
+    tab, fixed = _check_method(method, rtol, atol, dt)
     t0, t1 = _check_span(t_span)
-    if not fixed and not (rtol > 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
-        raise ValueError(f"need rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
-    if fixed and (dt is None or not dt > 0):
-        raise ValueError(f"method {method!r} takes a fixed step: pass dt > 0")
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     be = anyxp.backend(backend, like=y0)

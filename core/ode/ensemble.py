@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,8 +11,7 @@ import numpy as np
 from anyxp.backend import Backend
 from anyxp.ode import _explicit
 from anyxp.ode._masked import run_masked
-from anyxp.ode._solve import _check_span, _check_t_eval, _concrete
-from anyxp.ode.tableaux import TABLEAUX
+from anyxp.ode._solve import _check_method, _check_span, _check_t_eval, _concrete
 
 __all__ = ["EnsembleSolution", "solve_ensemble"]
 
@@ -81,15 +79,8 @@ def solve_ensemble(
     """
     import anyxp
 
-    if method not in TABLEAUX:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(TABLEAUX)}")
-    tab = TABLEAUX[method]
-    fixed = tab.error_order is None or dt is not None  # dt= makes any method fixed-step
+    tab, fixed = _check_method(method, rtol, atol, dt)
     t0, t1 = _check_span(t_span)
-    if not fixed and not (rtol > 0 and atol >= 0 and math.isfinite(rtol)):
-        raise ValueError(f"need rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
-    if fixed and (dt is None or not dt > 0):
-        raise ValueError(f"method {method!r} takes a fixed step: pass dt > 0")
     be = anyxp.backend(backend, like=y0)
     xp = be.xp
     y0 = be.asarray(y0)
