@@ -118,11 +118,7 @@ def _check(args: argparse.Namespace) -> int:
     from anyxp.check import check_backend, matrix_markdown, run_check_all
 
     if args.all:
-        names = [
-            name
-            for name, provided in sorted(get_registry().backends.items())
-            if provided[0].spec.unavailable_reason() is None
-        ]
+        names = get_registry().available_backends()
         results = run_check_all(names, profile=args.hypothesis_profile)
         table = matrix_markdown(results)
         if args.report:
@@ -230,11 +226,7 @@ def _demo(args: argparse.Namespace) -> int:
     from anyxp.ode.problems import PROBLEMS
     from anyxp.selection import backend
 
-    available = [
-        name
-        for name, provided in get_registry().backends.items()
-        if len(provided) == 1 and provided[0].spec.unavailable_reason() is None
-    ]
+    available = get_registry().available_backends()
     names = sorted(available, key=lambda n: (n != "numpy", n))  # numpy first: the reference
     problem = PROBLEMS[args.problem]
     t_eval = np.linspace(problem.t_span[0], problem.t_span[1], 5)

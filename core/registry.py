@@ -196,6 +196,14 @@ class Registry:
         spec: CommSpec = self._one(self.comms, name, "comm").spec
         return spec
 
+    def available_backends(self) -> list[str]:
+        """Sorted names of the backends that can run here (and that one plugin provides)."""
+        return sorted(
+            name
+            for name, provided in self.backends.items()
+            if len(provided) == 1 and provided[0].spec.unavailable_reason() is None
+        )
+
     def providers(self, capability: str) -> list[str]:
         """Names of the registered backends and comms that declare ``capability``."""
         return sorted(

@@ -13,16 +13,6 @@ from anyxp.testing._assert import assert_close
 __all__ = ["assert_backends_agree"]
 
 
-def _available() -> list[str]:
-    from anyxp.registry import get_registry
-
-    return [
-        name
-        for name, provided in sorted(get_registry().backends.items())
-        if len(provided) == 1 and provided[0].spec.unavailable_reason() is None
-    ]
-
-
 def _leaves(out: Any) -> list[Any]:
     if isinstance(out, tuple | list):
         return [leaf for item in out for leaf in _leaves(item)]
@@ -65,7 +55,7 @@ def assert_backends_agree(
     import anyxp
     from anyxp.selection import name_of
 
-    chosen = list(backends) if backends is not None else _available()
+    chosen = list(backends) if backends is not None else anyxp.get_registry().available_backends()
     if len(chosen) < 2:
         raise ValueError(f"differential testing needs at least two backends, got {chosen}")
     if dtype is None:

@@ -97,12 +97,7 @@ def selected_backends(config: pytest.Config) -> list[str]:
         return [n for arg in names for n in arg.split(",") if n]
     from anyxp.registry import get_registry
 
-    reg = get_registry()
-    return [
-        name
-        for name, provided in sorted(reg.backends.items())
-        if len(provided) == 1 and provided[0].spec.unavailable_reason() is None
-    ]
+    return get_registry().available_backends()
 
 
 def _make(config: pytest.Config, name: str) -> Any:
