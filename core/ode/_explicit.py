@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -45,13 +45,53 @@ class Span:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One attempted step: what every method's ``attempt`` returns to the loops.
+
+    ``err`` is the local error vector (``None`` for a fixed step); ``converged`` is
+    ``None`` for a method without iterations, else whether they converged (an array for a
+    batch); ``record`` is what the method's ``interpolate`` needs; ``counts`` adds to the
+    solve's ``nfev``, ``njev`` and ``nlu``.
+    """
+
+    y_new: Any
+    f_new: Any
+    err: Any
+    converged: Any
+    record: Any
+    counts: dict[str, Any]
+
+
+def _col(v: Any, batched: bool) -> Any:
+    """A per-trajectory scalar shaped to scale rows of a batch (or itself, unbatched)."""
+    return v[:, None] if batched else v
+
+
+@dataclass(frozen=True)
 class Stepper:
-    """A tableau bound to a backend and a right-hand side on flat states."""
+    """An explicit tableau bound to a backend and a right-hand side on flat states.
+
+    Unbatched, ``f(t, y)`` takes a Python float and a state of shape (n,); batched, ``t``
+    has shape (B,) and ``y`` shape (B, n), and ``t`` and ``hs`` are per-row arrays.
+    """
 
     be: Backend
     tab: Tableau
     f: Callable[[Any, Any], Any]
     dtype: Any
+    batched: bool = False
+
+    @property
+    def order(self) -> int:
+        return self.tab.error_order or self.tab.order
+
+    @property
+    def adaptive(self) -> bool:
+        return self.tab.error_order is not None
+
+    @property
+    def has_dense(self) -> bool:
+        return self.tab.dense is not None
 
     def coefficients(self) -> tuple[Any, Any, Any]:
         """``b``, ``e`` and the dense matrix as arrays of the state's dtype and device."""
@@ -63,9 +103,11 @@ class Stepper:
             dense = xp.asarray(self.tab.dense, dtype=self.dtype, device=be.device)
         return b, e, dense
 
-    def stages(self, t: Any, y: Any, h: Any, f0: Any) -> list[Any]:
-        """The stage derivatives ``k_i`` of one step of signed size ``h``."""
+    def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
+        """One step of signed size ``hs`` from ``(t, y)`` where ``f(t, y) = f0``."""
         tab = self.tab
+        if self.batched:
+            return self._attempt_batched(t, y, f0, hs, fixed=fixed)
         ks = [f0]
         for i in range(1, tab.stages):
             incr = None
@@ -73,9 +115,30 @@ class Stepper:
                 if aij != 0.0:
                     term = aij * kj
                     incr = term if incr is None else incr + term
-            yi = y if incr is None else y + h * incr
-            ks.append(self.f(t + tab.c[i] * h, yi))
-        return ks
+            yi = y if incr is None else y + hs * incr
+            ks.append(self.f(t + tab.c[i] * hs, yi))
+        y_new = y + hs * self.combine(tab.b, ks)
+        f_new = ks[-1] if tab.fsal else self.f(t + hs, y_new)
+        y_new, f_new = self.be.materialize(y_new, f_new)
+        err = None if fixed else hs * self.combine(tab.e or (), ks)
+        nfev = tab.stages - 1 + (0 if tab.fsal else 1)
+        return Attempt(y_new, f_new, err, None, ks, {"nfev": nfev})
+
+    def _attempt_batched(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
+        xp, tab = self.be.xp, self.tab
+        b, e, _ = self.coefficients()
+        a_rows = [xp.asarray(row, dtype=self.dtype, device=self.be.device) for row in tab.a]
+        h = hs[:, None]
+        ks = [f0]
+        for i in range(1, tab.stages):
+            incr = xp.tensordot(a_rows[i], xp.stack(ks), axes=1)  # (B, n)
+            ks.append(self.f(t + tab.c[i] * hs, y + h * incr))
+        K = xp.stack(ks)  # (s, B, n)
+        y_new = y + h * xp.tensordot(b, K, axes=1)
+        f_new = ks[-1] if tab.fsal else self.f(t + hs, y_new)
+        err = None if fixed else h * xp.tensordot(e, K, axes=1)
+        nfev = tab.stages - 1 + (0 if tab.fsal else 1)
+        return Attempt(y_new, f_new, err, None, K, {"nfev": nfev})
 
     def combine(self, weights: tuple[float, ...], ks: list[Any]) -> Any:
         """``Σ w_i k_i`` over the non-zero weights."""
@@ -85,22 +148,51 @@ class Stepper:
                 out = w * k if out is None else out + w * k
         return out
 
-    def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any:
-        """The RMS norm of ``err`` scaled by ``atol + rtol·max(|y|, |y_new|)``."""
-        xp = self.be.xp
-        scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
-        return xp.sqrt(xp.mean((err / scale) ** 2))
+    def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any:
+        """States at fractions ``theta`` of a step: shape (m, n), or (m, B, n) batched.
 
-    def interpolate(self, theta: Any, y0: Any, h: Any, K: Any, dense: Any) -> Any:
-        """States at fractions ``theta`` (shape (m,)) of a step: shape (m, n)."""
+        ``theta`` has shape (m,), or (m, B) batched (each trajectory its own step).
+        """
         xp = self.be.xp
-        powers = xp.stack([theta ** (j + 1) for j in range(dense.shape[1])], axis=1)  # (m, q)
-        weights = powers @ xp.permute_dims(dense, (1, 0))  # (m, s)
-        return y0[None, :] + h * (weights @ K)
+        dense = self.coefficients()[2]
+        if dense is None:  # a method without an interpolant: linear
+            return y[None, ...] + theta[..., None] * (y_new - y)[None, ...]
+        q = dense.shape[1]
+        powers = xp.stack([theta ** (j + 1) for j in range(q)], axis=-1)  # (m, [B,] q)
+        weights = powers @ xp.permute_dims(dense, (1, 0))  # (m, [B,] s)
+        if not self.batched:
+            return y[None, :] + hs * (weights @ xp.stack(record))
+        K = record  # (s, B, n)
+        mix = xp.permute_dims(weights, (1, 0, 2)) @ xp.permute_dims(K, (1, 0, 2))  # (B, m, n)
+        return y[None, :, :] + hs[None, :, None] * xp.permute_dims(mix, (1, 0, 2))
+
+
+class Method(Protocol):
+    """What the loops need of a method: explicit (:class:`Stepper`) or implicit."""
+
+    be: Backend
+    f: Callable[[Any, Any], Any]
+    dtype: Any
+    batched: bool
+
+    @property
+    def order(self) -> int: ...
+    @property
+    def adaptive(self) -> bool: ...
+    @property
+    def has_dense(self) -> bool: ...
+    def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt: ...
+    def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any: ...
+
+
+def error_norm(xp: Any, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any:
+    """The RMS norm of ``err`` scaled by ``atol + rtol·max(|y|, |y_new|)`` (per row)."""
+    scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
+    return xp.sqrt(xp.mean((err / scale) ** 2, axis=-1))
 
 
 def initial_step(
-    st: Stepper, t0: Any, y0: Any, f0: Any, direction: float, rtol: float, atol: float, order: int
+    st: Method, t0: Any, y0: Any, f0: Any, direction: float, rtol: float, atol: float, order: int
 ) -> Any:
     """Hairer, Nørsett & Wanner's starting step (Solving ODEs I, II.4), on 0-d arrays."""
     xp = st.be.xp
@@ -136,7 +228,7 @@ def step_factor(err: float, exponent: float) -> float:
 # The eager loop: Python floats for control, a list of accepted steps.
 # ---------------------------------------------------------------------------------------
 def run_eager(
-    st: Stepper,
+    st: Method,
     span: Span,
     y0: Any,
     *,
@@ -147,11 +239,9 @@ def run_eager(
     t0, t1, rtol, atol, h, fixed = span.t0, span.t1, span.rtol, span.atol, span.h, span.fixed
     max_steps = span.max_steps
     xp = st.be.xp
-    tab = st.tab
     direction = 1.0 if t1 > t0 else -1.0
-    dense = st.coefficients()[2]
     f0 = st.f(t0, y0)
-    nfev = 1
+    counts = {"nfev": 1, "njev": 0, "nlu": 0}
     if h is None:
         h = float(
             initial_step(
@@ -162,14 +252,14 @@ def run_eager(
                 direction,
                 rtol,
                 atol,
-                tab.error_order or tab.order,
+                st.order,
             )
         )
-        nfev += 1
-    exponent = -1.0 / ((tab.error_order or tab.order) + 1)
+        counts["nfev"] += 1
+    exponent = -1.0 / (st.order + 1)
     t, y = t0, y0
     ts, ys = ([t0], [y0]) if t_eval is None else ([], [])
-    steps: list[tuple[float, float, Any, Any]] = []
+    steps: list[tuple[float, float, Any, Any, Any]] = []
     next_eval = 0
     if t_eval is not None:
         while next_eval < len(t_eval) and t_eval[next_eval] == t0:
@@ -186,23 +276,21 @@ def run_eager(
             break
         remaining = abs(t1 - t)
         h_try = min(h, remaining)
-        if h_try <= 10 * np.spacing(max(abs(t), length)):
+        if h_try <= 10 * np.spacing(abs(t)):  # t + h would round back to t
             status = NONFINITE if nonfinite_last else STEP_COLLAPSED
             break
         hs = direction * h_try
-        ks = st.stages(t, y, hs, f0)
-        nfev += tab.stages - 1
-        y_new = y + hs * st.combine(tab.b, ks)
-        if tab.fsal:
-            f_new = ks[-1]
-        else:
-            f_new = st.f(t + hs, y_new)
-            nfev += 1
-        y_new, f_new = st.be.materialize(y_new, f_new)
-        if fixed:
-            err = 0.0
-        else:
-            err = float(st.error_norm(hs * st.combine(tab.e or (), ks), y, y_new, rtol, atol))
+        step = st.attempt(t, y, f0, hs, fixed=fixed)
+        for key, n in step.counts.items():
+            counts[key] += int(n)
+        y_new, f_new = step.y_new, step.f_new
+        if step.converged is not None and not bool(step.converged):
+            # The iterations did not converge: a shorter step makes them contract.
+            h = h_try * 0.5
+            rejected += 1
+            rejected_last = True
+            continue
+        err = 0.0 if fixed else float(error_norm(xp, step.err, y, y_new, rtol, atol))
         if not math.isfinite(err) or not bool(xp.all(xp.isfinite(y_new))):
             # Retry smaller: a too-long step can overflow where a shorter one does not.
             if fixed:
@@ -223,10 +311,7 @@ def run_eager(
                     theta = xp.asarray(
                         (t_eval[next_eval:stop] - t) / hs, dtype=st.dtype, device=st.be.device
                     )
-                    if dense is None:  # a method without an interpolant: linear
-                        vals = y[None, :] + theta[:, None] * (y_new - y)[None, :]
-                    else:
-                        vals = st.interpolate(theta, y, hs, xp.stack(ks), dense)
+                    vals = st.interpolate(theta, hs, y, y_new, step.record)
                     ts.extend(t_eval[next_eval:stop].tolist())
                     ys.extend(vals[i, ...] for i in range(stop - next_eval))
                     next_eval = stop
@@ -234,7 +319,7 @@ def run_eager(
                 ts.append(t_new)
                 ys.append(y_new)
             if keep_dense:
-                steps.append((t, hs, y, xp.stack(ks)))
+                steps.append((t, hs, y, y_new, step.record))
             if progress is not None:
                 progress(abs(t_new - t0) / length)
             t, y, f0 = t_new, y_new, f_new
@@ -254,11 +339,10 @@ def run_eager(
         "y": ys,
         "status": status,
         "stats": {
-            "nfev": nfev,
+            **counts,
             "steps": accepted + rejected,
             "accepted": accepted,
             "rejected": rejected,
         },
         "steps": steps,
-        "dense": dense,
     }

@@ -22,13 +22,14 @@ from anyxp.ode._explicit import (
     SAFETY,
     STEP_COLLAPSED,
     SUCCESS,
+    Method,
     Span,
-    Stepper,
+    error_norm,
 )
 
 
 def _initial_steps(
-    st: Stepper, t0: Any, y0: Any, f0: Any, direction: float, span: Span, order: int
+    st: Method, t0: Any, y0: Any, f0: Any, direction: float, span: Span, order: int
 ) -> Any:
     """Hairer's starting step for each row of a batch (rows are trajectories)."""
     xp = st.be.xp
@@ -48,87 +49,77 @@ def _initial_steps(
     return xp.minimum(100 * h0, h1)
 
 
-def run_masked(st: Stepper, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[str, Any]:
+def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[str, Any]:
     """Integrate a batch ``y0`` of shape (B, n); store the states at ``t_eval``.
 
-    ``st.f`` takes ``t`` of shape (B,) (each trajectory's own time) and ``y`` of shape
-    (B, n). Returns ``t`` (m,), ``y`` (m, B, n), per-trajectory ``status`` and counts.
+    ``st`` is a batched method: its ``f`` takes ``t`` of shape (B,) (each trajectory's own
+    time) and ``y`` of shape (B, n). Returns ``t`` (m,), ``y`` (m, B, n), per-trajectory
+    ``status`` and counts.
     """
-    be, xp, tab = st.be, st.be.xp, st.tab
+    be, xp = st.be, st.be.xp
     dt, dev = st.dtype, be.device
     direction = 1.0 if span.t1 > span.t0 else -1.0
-    b, e, dense = st.coefficients()
     batch, n = y0.shape
     T1 = xp.asarray(span.t1, dtype=dt, device=dev)
     te = xp.asarray(t_eval, dtype=dt, device=dev)
     t = xp.full((batch,), span.t0, dtype=dt, device=dev)
     f0 = st.f(t, y0)
-    order = tab.error_order or tab.order
     if span.h is None:
-        h = _initial_steps(st, t, y0, f0, direction, span, order)
+        h = _initial_steps(st, t, y0, f0, direction, span, st.order)
         nfev0 = 2
     else:
         h = xp.full((batch,), span.h, dtype=dt, device=dev)
         nfev0 = 1
-    exponent = -1.0 / (order + 1)
+    exponent = -1.0 / (st.order + 1)
     ints = xp.zeros((batch,), dtype=xp.int32, device=dev)
     at_start = (te == span.t0)[:, None, None]
     out = xp.where(
         at_start, y0[None, :, :], xp.zeros((te.shape[0], batch, n), dtype=dt, device=dev)
     )
     eps = float(np.finfo(np.dtype(str(dt).rsplit(".", 1)[-1])).eps)
-    tiny = 10 * eps * max(abs(span.t0), abs(span.t1 - span.t0))
-    a_rows = [xp.asarray(row, dtype=dt, device=dev) for row in tab.a]
+    tiny = 10 * eps  # relative to |t|: below it, t + h rounds back to t
 
     def const(v: int) -> Any:
         return xp.asarray(v, dtype=xp.int32, device=dev)
 
-    state0 = (t, y0, f0, h, ints, ints, const(nfev0), ints + RUNNING, ints == 1, out)
+    counts0 = {"nfev": const(nfev0), "njev": const(0), "nlu": const(0)}
+    state0 = (t, y0, f0, h, ints, ints, counts0, ints + RUNNING, ints == 1, out)
 
     def cond(state: Any) -> Any:
         return xp.any(state[7] == RUNNING)
 
     def body(state: Any) -> Any:
-        t, y, f0, h, acc, rej, nfev, status, rej_last, out = state
+        t, y, f0, h, acc, rej, counts, status, rej_last, out = state
         running = status == RUNNING
         remaining = xp.abs(T1 - t)
         last = h >= remaining
         h_try = xp.where(last, remaining, h)
         hs = direction * h_try
-        ks = [f0]
-        for i in range(1, tab.stages):
-            incr = xp.tensordot(a_rows[i], xp.stack(ks), axes=1)  # (B, n)
-            ks.append(st.f(t + tab.c[i] * hs, y + hs[:, None] * incr))
-        K = xp.stack(ks)  # (s, B, n)
-        y_new = y + hs[:, None] * xp.tensordot(b, K, axes=1)
-        f_new = ks[-1] if tab.fsal else st.f(t + hs, y_new)
+        step = st.attempt(t, y, f0, hs, fixed=span.fixed)
+        y_new, f_new = step.y_new, step.f_new
+        counts = {k: v + step.counts.get(k, 0) for k, v in counts.items()}
         if span.fixed:
             err = xp.zeros_like(h)
         else:
-            e_y = hs[:, None] * xp.tensordot(e, K, axes=1)
-            scale = span.atol + span.rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
-            err = xp.sqrt(xp.mean((e_y / scale) ** 2, axis=-1))
+            err = error_norm(xp, step.err, y, y_new, span.rtol, span.atol)
+        converged = running if step.converged is None else running & step.converged
         finite = xp.isfinite(err) & xp.all(xp.isfinite(y_new), axis=-1)
-        ok = running & finite & (err <= 1.0)
+        finite = finite | ~converged  # an unconverged attempt is not a blow-up
+        ok = converged & finite & (err <= 1.0)
         t_new = xp.where(last, T1, t + hs)
         # Store the requested times each accepted step covers, by interpolation.
         # A finished trajectory tries a step of 0: divide by 1 instead (it is masked out).
         theta = (te[:, None] - t[None, :]) / xp.where(hs == 0, 1.0, hs)[None, :]  # (m, B)
         covered = ok[None, :] & (direction * (te[:, None] - t[None, :]) > 0)
         covered = covered & (direction * (te[:, None] - t_new[None, :]) <= 0)
-        if dense is None:
-            vals = y[None, :, :] + theta[:, :, None] * (y_new - y)[None, :, :]
-        else:
-            powers = xp.stack([theta ** (j + 1) for j in range(dense.shape[1])], axis=-1)  # (m,B,q)
-            weights = powers @ xp.permute_dims(dense, (1, 0))  # (m, B, s)
-            mix = xp.permute_dims(weights, (1, 0, 2)) @ xp.permute_dims(K, (1, 0, 2))  # (B, m, n)
-            vals = y[None, :, :] + hs[None, :, None] * xp.permute_dims(mix, (1, 0, 2))
+        vals = st.interpolate(theta, hs, y, y_new, step.record)
         out = xp.where(covered[:, :, None], vals, out)
         safe = xp.where(finite & (err > 0), err, 1.0)
         factor = xp.where(
             err == 0, MAX_FACTOR, xp.clip(SAFETY * safe**exponent, MIN_FACTOR, MAX_FACTOR)
         )
         factor = xp.where(finite, factor, MIN_FACTOR)
+        factor = xp.where(converged | ~running, factor, 0.5)
         factor = xp.where(ok & rej_last, xp.minimum(factor, 1.0), factor)
         h_next = h if span.fixed else xp.where(running, h_try * factor, h)
         t = xp.where(ok, t_new, t)
@@ -136,22 +127,21 @@ def run_masked(st: Stepper, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[
         f0 = xp.where(ok[:, None], f_new, f0)
         acc = acc + xp.astype(ok, acc.dtype)
         rej = rej + xp.astype(running & ~ok, rej.dtype)
-        nfev = nfev + ((tab.stages - 1) + (0 if tab.fsal else 1))
         status = xp.where(ok & last, const(SUCCESS), status)
         still = status == RUNNING
         status = xp.where(still & (acc + rej >= span.max_steps), const(MAX_STEPS), status)
-        collapsed = (status == RUNNING) & (h_next <= tiny)
+        collapsed = (status == RUNNING) & (h_next <= tiny * xp.abs(t))
         status = xp.where(collapsed & finite, const(STEP_COLLAPSED), status)
         status = xp.where(collapsed & ~finite, const(NONFINITE), status)
         if span.fixed:
             status = xp.where((status == RUNNING) & ~finite, const(NONFINITE), status)
-        return (t, y, f0, h_next, acc, rej, nfev, status, running & ~ok, out)
+        return (t, y, f0, h_next, acc, rej, counts, status, running & ~ok, out)
 
     state = be.while_loop(cond, body, state0)
-    _, _, _, _, acc, rej, nfev, status, _, out = state
+    _, _, _, _, acc, rej, counts, status, _, out = state
     return {
         "t": te,
         "y": out,
         "status": status,
-        "stats": {"nfev": nfev, "steps": acc + rej, "accepted": acc, "rejected": rej},
+        "stats": {**counts, "steps": acc + rej, "accepted": acc, "rejected": rej},
     }

@@ -11,12 +11,13 @@ import numpy as np
 
 from anyxp.backend import Backend
 from anyxp.ode import _explicit
+from anyxp.ode._implicit import ESDIRK, Rosenbrock, jacobian_source
 from anyxp.ode._masked import run_masked
-from anyxp.ode.tableaux import TABLEAUX
+from anyxp.ode.tableaux import STIFF_TABLEAUX, TABLEAUX, ESDIRKTableau, Tableau
 
 __all__ = ["Solution", "solve"]
 
-METHODS = tuple(TABLEAUX)
+METHODS = (*TABLEAUX, *STIFF_TABLEAUX)
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,9 @@ class Solution:
 
 def _check_method(method: str, rtol: float, atol: float, dt: float | None) -> tuple[Any, bool]:
     """The tableau, and whether the step is fixed; a clear error for bad settings."""
-    if method not in TABLEAUX:
+    tab: Any = TABLEAUX.get(method) or STIFF_TABLEAUX.get(method)
+    if tab is None:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    tab = TABLEAUX[method]
     fixed = tab.error_order is None or dt is not None  # dt= makes any method fixed-step
     if not fixed and not (rtol > 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
         raise ValueError(f"need rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
@@ -86,6 +87,37 @@ def _check_t_eval(t_eval: Any, t0: float, t1: float) -> np.ndarray:
     return te
 
 
+def make_method(
+    be: Backend,
+    tab: Any,
+    f: Callable[[Any, Any], Any],
+    dtype: Any,
+    *,
+    batched: bool,
+    jac: Callable[[Any, Any], Any] | None,
+    rtol: float,
+    atol: float,
+) -> _explicit.Method:
+    """The stepper for a tableau: explicit Runge-Kutta, Rosenbrock or ESDIRK."""
+    if isinstance(tab, Tableau):
+        return _explicit.Stepper(be, tab, f, dtype, batched)
+    jac_fn, _ = jacobian_source(be, f, jac, dtype, batched=batched, atol=atol)
+    if isinstance(tab, ESDIRKTableau):
+        return ESDIRK(
+            be=be, f=f, dtype=dtype, jac=jac_fn, batched=batched, tab=tab, rtol=rtol, atol=atol
+        )
+    return Rosenbrock(be=be, f=f, dtype=dtype, jac=jac_fn, batched=batched, tab=tab)
+
+
+def _check_jac(jac_value: Any, name: str, n: int, batch: int | None) -> None:
+    shape = (n, n) if batch is None else (batch, n, n)
+    if tuple(getattr(jac_value, "shape", ())) != shape:
+        raise ValueError(
+            f"jac returned shape {tuple(getattr(jac_value, 'shape', ()))}, expected {shape}: "
+            f"the Jacobian ∂f/∂y of the flattened state ({name})"
+        )
+
+
 def _concrete(check: Callable[[], Any]) -> bool | None:
     """The value of a check on arrays, or ``None`` when they are being traced (jit)."""
     try:
@@ -107,6 +139,7 @@ def solve(
     dense_output: bool = False,
     max_steps: int = 100_000,
     first_step: float | None = None,
+    jac: Callable[..., Any] | None = None,
     dt: float | None = None,
     backend: str | Backend | None = None,
     progress: bool = False,
@@ -122,8 +155,10 @@ def solve(
     y0
         The initial state, an array of any backend (or a list: then ``backend`` decides).
     method
-        ``"tsit5"`` (default), ``"dopri5"`` (both adaptive, 5th order, with dense output)
-        or ``"rk4"`` (fixed step ``dt``).
+        Non-stiff: ``"tsit5"`` (default), ``"dopri5"`` (both adaptive, 5th order, with
+        dense output) or ``"rk4"`` (fixed step ``dt``). Stiff: ``"rodas5p"`` (Rosenbrock,
+        L-stable, 5th order: the first choice for stiff problems of moderate size) or
+        ``"kvaerno5"`` (ESDIRK, L-stable, 5th order, Newton iterations).
     rtol, atol
         Relative and absolute tolerances of the local error.
     t_eval
@@ -138,6 +173,11 @@ def solve(
     first_step, dt
         The first step of an adaptive method; ``dt`` fixes the step (any method; ``rk4``
         needs it).
+    jac
+        For the stiff methods: ``jac(t, y, *args)`` returns the Jacobian ``∂f/∂y`` of shape
+        ``(n, n)`` (``n = y0.size``). Without it the Jacobian comes from the backend's
+        automatic differentiation where it has one (jax, torch), else from finite
+        differences (``n`` evaluations of ``f``, counted in ``stats["nfev"]``).
     backend
         The backend; default inferred from ``y0``.
     progress
@@ -193,7 +233,21 @@ def solve(
     if probe.dtype != dtype:
         raise TypeError(f"f returned dtype {probe.dtype}, expected y0's dtype {dtype}")
 
-    st = _explicit.Stepper(be, tab, f_flat, dtype)
+    jac_flat = None
+    if jac is not None:
+        n = y_flat.shape[0]
+
+        def jac_flat(t: Any, y: Any) -> Any:
+            return jac(t, xp.reshape(y, shape), *args)
+
+        _check_jac(jac_flat(t0, y_flat), "solve", n, None)
+
+    def method_for(fn: Callable[[Any, Any], Any], jac_fn: Any, batched: bool) -> Any:
+        return make_method(be, tab, fn, dtype, batched=batched, jac=jac_fn, rtol=rtol, atol=atol)
+
+    st = method_for(f_flat, jac_flat, False)
+    if dense_output and not st.has_dense:
+        raise ValueError(f"method {method!r} has no interpolant; choose another for dense_output")
     span = _explicit.Span(t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps)
     if "control_flow.compiled" in be.capabilities:
         if dense_output:
@@ -203,7 +257,10 @@ def solve(
             )
         stored = te if te is not None else np.array([t0, t1])
         # One traced program: the masked loop, with a batch of one trajectory.
-        one = _explicit.Stepper(be, tab, lambda t, y: f_flat(t[0], y[0, :])[None, :], dtype)
+        jac_one = None
+        if jac_flat is not None:
+            jac_one = lambda t, y: jac_flat(t[0], y[0, :])[None, :, :]  # noqa: E731
+        one = method_for(lambda t, y: f_flat(t[0], y[0, :])[None, :], jac_one, True)
         res = run_masked(one, span, y_flat[None, :], t_eval=stored)
         t_out, y_out = res["t"], res["y"][:, 0, :]
         res["stats"] = {k: v[0] if getattr(v, "ndim", 0) else v for k, v in res["stats"].items()}
@@ -225,7 +282,7 @@ def solve(
         )
         status_int = res["status"]
     y_out = xp.reshape(y_out, (y_out.shape[0], *shape))
-    stats = {**res["stats"], "njev": 0, "nlu": 0}
+    stats = dict(res["stats"])
     message = (
         _explicit.MESSAGES.get(status_int, "see status")
         if isinstance(status_int, int)
@@ -236,7 +293,7 @@ def solve(
 
 
 def _dense_eval(
-    st: _explicit.Stepper, res: dict[str, Any], shape: tuple[int, ...]
+    st: _explicit.Method, res: dict[str, Any], shape: tuple[int, ...]
 ) -> Callable[[Any], Any]:
     be, xp = st.be, st.be.xp
     steps = res["steps"]
@@ -253,11 +310,9 @@ def _dense_eval(
         idx = np.clip(np.searchsorted(key, direction * tq, side="left"), 0, len(steps) - 1)
         rows = []
         for j, i in enumerate(idx):
-            t_start, hs, y0, K = steps[i]
+            t_start, hs, y0, y1, record = steps[i]
             theta = xp.asarray([(tq[j] - t_start) / hs], dtype=st.dtype, device=be.device)
-            if res["dense"] is None:
-                raise ValueError(f"method {st.tab.name!r} has no interpolant")
-            rows.append(st.interpolate(theta, y0, hs, K, res["dense"])[0, ...])
+            rows.append(st.interpolate(theta, hs, y0, y1, record)[0, ...])
         out = xp.reshape(xp.stack(rows), (len(rows), *shape))
         return out if np.ndim(t) else out[0, ...]
 

@@ -11,7 +11,14 @@ import numpy as np
 from anyxp.backend import Backend
 from anyxp.ode import _explicit
 from anyxp.ode._masked import run_masked
-from anyxp.ode._solve import _check_method, _check_span, _check_t_eval, _concrete
+from anyxp.ode._solve import (
+    _check_jac,
+    _check_method,
+    _check_span,
+    _check_t_eval,
+    _concrete,
+    make_method,
+)
 
 __all__ = ["EnsembleSolution", "solve_ensemble"]
 
@@ -51,6 +58,7 @@ def solve_ensemble(
     t_eval: Any = None,
     max_steps: int = 100_000,
     first_step: float | None = None,
+    jac: Callable[..., Any] | None = None,
     dt: float | None = None,
     backend: str | Backend | None = None,
 ) -> EnsembleSolution:
@@ -74,6 +82,10 @@ def solve_ensemble(
         Optional per-trajectory parameters, passed to ``f`` as its third argument.
     t_eval
         Times at which to store every trajectory (default ``t0`` and ``t1``).
+    jac
+        For the stiff methods: ``jac(t, y)`` or ``jac(t, y, params)`` on the whole batch,
+        returning shape ``(B, n, n)``; default automatic differentiation or finite
+        differences, as for :func:`anyxp.ode.solve`.
     method, rtol, atol, max_steps, first_step, dt, backend
         As for :func:`anyxp.ode.solve`.
     """
@@ -101,11 +113,19 @@ def solve_ensemble(
     def f_batch(t: Any, y: Any) -> Any:
         return f(t, y, *extra)
 
-    probe = f_batch(xp.full((y0.shape[0],), t0, dtype=y0.dtype, device=be.device), y0)
+    t_probe = xp.full((y0.shape[0],), t0, dtype=y0.dtype, device=be.device)
+    probe = f_batch(t_probe, y0)
     if tuple(probe.shape) != tuple(y0.shape):
         raise ValueError(f"f returned shape {tuple(probe.shape)}, expected {tuple(y0.shape)}")
+    jac_batch = None
+    if jac is not None:
+
+        def jac_batch(t: Any, y: Any) -> Any:
+            return jac(t, y, *extra)
+
+        _check_jac(jac_batch(t_probe, y0), "solve_ensemble", y0.shape[1], y0.shape[0])
     te = np.array([t0, t1]) if t_eval is None else _check_t_eval(t_eval, t0, t1)
     span = _explicit.Span(t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps)
-    st = _explicit.Stepper(be, tab, f_batch, y0.dtype)
+    st = make_method(be, tab, f_batch, y0.dtype, batched=True, jac=jac_batch, rtol=rtol, atol=atol)
     res = run_masked(st, span, y0, t_eval=te)
     return EnsembleSolution(res["t"], res["y"], res["status"], res["stats"], method, be)

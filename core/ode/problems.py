@@ -1,6 +1,9 @@
 """Named reference problems for the command line, the demo, the tests and the benchmarks.
 
-Each right-hand side takes the namespace of its input, so it runs on every backend.
+Each right-hand side takes the namespace of its input, so it runs on every backend. The
+stiff problems come with their Jacobians, and where the Bari IVP test set (Mazzia &
+Magherini, release 2.4) publishes a reference solution at the end of the interval, it is
+``final``, digit for digit.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ def _xp(y: Any) -> Any:
 
 @dataclass(frozen=True)
 class Problem:
-    """An initial value problem with, where known, its state at ``t_span[1]``."""
+    """An initial value problem with, where known, its state at ``t_span[1]``.
+
+    ``method`` is the method to use by default (a stiff one for stiff problems);
+    ``atol`` the absolute tolerance its components' scales call for (``None``: the
+    caller's).
+    """
 
     name: str
     f: Callable[..., Any]
@@ -29,6 +37,19 @@ class Problem:
     description: str
     stiff: bool = False
     final: tuple[float, ...] | None = None
+    jac: Callable[..., Any] | None = None
+    atol: float | None = None
+
+    @property
+    def method(self) -> str:
+        return "rodas5p" if self.stiff else "tsit5"
+
+
+def _matrix(rows: list[list[Any]], y: Any) -> Any:
+    """A matrix of the backend of ``y`` from rows of numbers and 0-d arrays."""
+    xp = _xp(y)
+    zero = xp.zeros_like(y[0])
+    return xp.stack([xp.stack([zero + v for v in row]) for row in rows])
 
 
 def lorenz(t: Any, y: Any, sigma: float = 10.0, rho: float = 28.0, beta: float = 8 / 3) -> Any:
@@ -76,6 +97,17 @@ _PLEIADES_Y0 = (
 )  # fmt: skip
 
 
+_PLEIADES_FINAL = (
+    0.3706139143970502, 0.3237284092057233e1, -0.3222559032418324e1, 0.6597091455775310,
+    0.3425581707156584, 0.1562172101400631e1, -0.7003092922212495, -0.3943437585517392e1,
+    -0.3271380973972550e1, 0.5225081843456543e1, -0.2590612434977470e1, 0.1198213693392275e1,
+    -0.2429682344935824, 0.1091449240428980e1, 0.3417003806314313e1, 0.1354584501625501e1,
+    -0.2590065597810775e1, 0.2025053734714242e1, -0.1155815100160448e1, -0.8072988170223021,
+    0.5952396354208710, -0.3741244961234010e1, 0.3773459685750630, 0.9386858869551073,
+    0.3667922227200571, -0.3474046353808490, 0.2344915448180937e1, -0.1947020434263292e1,
+)  # fmt: skip
+
+
 def pleiades(t: Any, y: Any) -> Any:
     """Seven stars in the plane under gravity, masses 1..7."""
     xp = _xp(y)
@@ -89,6 +121,95 @@ def pleiades(t: Any, y: Any) -> Any:
     ax = xp.sum(m[None, :] * dx * inv, axis=1)
     ay = xp.sum(m[None, :] * dy * inv, axis=1)
     return xp.concat([vx, vy, ax, ay])
+
+
+def robertson(t: Any, y: Any) -> Any:
+    """Robertson's chemical kinetics (ROBER): rate constants 0.04, 1e4, 3e7."""
+    xp = _xp(y)
+    r1, r2, r3 = 0.04 * y[0], 1e4 * y[1] * y[2], 3e7 * y[1] ** 2
+    return xp.stack([-r1 + r2, r1 - r2 - r3, r3])
+
+
+def robertson_jac(t: Any, y: Any) -> Any:
+    return _matrix(
+        [
+            [-0.04, 1e4 * y[2], 1e4 * y[1]],
+            [0.04, -1e4 * y[2] - 6e7 * y[1], -1e4 * y[1]],
+            [0.0, 6e7 * y[1], 0.0],
+        ],
+        y,
+    )
+
+
+def hires(t: Any, y: Any) -> Any:
+    """High Irradiance RESponse (HIRES): eight reactions of plant photomorphogenesis."""
+    xp = _xp(y)
+    r = 280.0 * y[5] * y[7]
+    return xp.stack(
+        [
+            -1.71 * y[0] + 0.43 * y[1] + 8.32 * y[2] + 0.0007,
+            1.71 * y[0] - 8.75 * y[1],
+            -10.03 * y[2] + 0.43 * y[3] + 0.035 * y[4],
+            8.32 * y[1] + 1.71 * y[2] - 1.12 * y[3],
+            -1.745 * y[4] + 0.43 * y[5] + 0.43 * y[6],
+            -r + 0.69 * y[3] + 1.71 * y[4] - 0.43 * y[5] + 0.69 * y[6],
+            r - 1.81 * y[6],
+            -r + 1.81 * y[6],
+        ]
+    )
+
+
+def hires_jac(t: Any, y: Any) -> Any:
+    a, b = 280.0 * y[7], 280.0 * y[5]
+    return _matrix(
+        [
+            [-1.71, 0.43, 8.32, 0, 0, 0, 0, 0],
+            [1.71, -8.75, 0, 0, 0, 0, 0, 0],
+            [0, 0, -10.03, 0.43, 0.035, 0, 0, 0],
+            [0, 8.32, 1.71, -1.12, 0, 0, 0, 0],
+            [0, 0, 0, 0, -1.745, 0.43, 0.43, 0],
+            [0, 0, 0, 0.69, 1.71, -0.43 - a, 0.69, -b],
+            [0, 0, 0, 0, 0, a, -1.81, b],
+            [0, 0, 0, 0, 0, -a, 1.81, -b],
+        ],
+        y,
+    )
+
+
+def van_der_pol_jac(t: Any, y: Any, mu: float = 1.0) -> Any:
+    return _matrix([[0.0, 1.0], [-2 * mu * y[0] * y[1] - 1.0, mu * (1 - y[0] ** 2)]], y)
+
+
+def van_der_pol_stiff(t: Any, y: Any) -> Any:
+    """Van der Pol with mu = 1000 on [0, 2000] (the Bari VDPOL problem, unscaled)."""
+    return van_der_pol(t, y, 1e3)
+
+
+def van_der_pol_stiff_jac(t: Any, y: Any) -> Any:
+    return van_der_pol_jac(t, y, 1e3)
+
+
+def oregonator(t: Any, y: Any) -> Any:
+    """The Oregonator (OREGO): Field and Noyes's model of the Belousov-Zhabotinskii reaction."""
+    xp = _xp(y)
+    return xp.stack(
+        [
+            77.27 * (y[1] + y[0] * (1 - 8.375e-6 * y[0] - y[1])),
+            (y[2] - (1 + y[0]) * y[1]) / 77.27,
+            0.161 * (y[0] - y[2]),
+        ]
+    )
+
+
+def oregonator_jac(t: Any, y: Any) -> Any:
+    return _matrix(
+        [
+            [77.27 * (1 - 2 * 8.375e-6 * y[0] - y[1]), 77.27 * (1 - y[0]), 0.0],
+            [-y[1] / 77.27, -(1 + y[0]) / 77.27, 1 / 77.27],
+            [0.161, 0.0, -0.161],
+        ],
+        y,
+    )
 
 
 PROBLEMS = {
@@ -105,6 +226,64 @@ PROBLEMS = {
             "Arenstorf orbit: periodic, returns to its start",
             final=(0.994, 0.0, 0.0, -2.00158510637908252240537862224),
         ),
-        Problem("pleiades", pleiades, (0.0, 3.0), _PLEIADES_Y0, "seven-body problem, 28 states"),
+        Problem(
+            "pleiades",
+            pleiades,
+            (0.0, 3.0),
+            _PLEIADES_Y0,
+            "seven-body problem, 28 states (Bari PLEI)",
+            final=_PLEIADES_FINAL,
+        ),
+        Problem(
+            "robertson",
+            robertson,
+            (0.0, 1e11),
+            (1.0, 0.0, 0.0),
+            "Robertson's chemical kinetics, stiff (Bari ROBER)",
+            stiff=True,
+            final=(0.2083340149701255e-07, 0.8333360770334713e-13, 0.9999999791665050),
+            jac=robertson_jac,
+            atol=1e-20,
+        ),
+        Problem(
+            "hires",
+            hires,
+            (0.0, 321.8122),
+            (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057),
+            "plant photomorphogenesis, 8 states, stiff (Bari HIRES)",
+            stiff=True,
+            final=(
+                0.7371312573325668e-3,
+                0.1442485726316185e-3,
+                0.5888729740967575e-4,
+                0.1175651343283149e-2,
+                0.2386356198831331e-2,
+                0.6238968252742796e-2,
+                0.2849998395185769e-2,
+                0.2850001604814231e-2,
+            ),
+            jac=hires_jac,
+            atol=1e-14,
+        ),
+        Problem(
+            "van_der_pol_stiff",
+            van_der_pol_stiff,
+            (0.0, 2000.0),
+            (2.0, 0.0),
+            "Van der Pol, mu = 1000, stiff (Bari VDPOL)",
+            stiff=True,
+            final=(0.1706167732170469e1, -0.8928097010248125e-3),
+            jac=van_der_pol_stiff_jac,
+        ),
+        Problem(
+            "oregonator",
+            oregonator,
+            (0.0, 360.0),
+            (1.0, 2.0, 3.0),
+            "Belousov-Zhabotinskii reaction, stiff (Bari OREGO)",
+            stiff=True,
+            final=(0.1000814870318523e1, 0.1228178521549917e4, 0.1320554942846706e3),
+            jac=oregonator_jac,
+        ),
     )
 }

@@ -6,15 +6,33 @@ difference between the solution and its embedded lower-order partner, over all s
 the FSAL stage included), and optionally ``dense``: the interpolant weights
 ``b_i(θ) = Σ_j dense[i][j] θ^(j+1)`` so that ``y(t0 + θh) = y0 + h Σ_i b_i(θ) k_i``.
 
+The stiff methods are data too: a Rosenbrock method (``RosenbrockTableau``) and an
+ESDIRK method (``ESDIRKTableau``), each served by one generic stepper in
+``anyxp.ode._implicit``.
+
 Sources: Dormand & Prince (1980) with Shampine's (1986) dense output, as tabulated by
-Hairer, Nørsett & Wanner; Tsitouras (2011), with the interpolant of the same paper.
+Hairer, Nørsett & Wanner; Tsitouras (2011), with the interpolant of the same paper;
+Steinebach (2023) for Rodas5P, in the transformed variables of Hairer & Wanner (II, IV.7)
+as OrdinaryDiffEq.jl tabulates them; Kværnø (2004) for Kvaerno5, with the stage
+predictors tabulated by OrdinaryDiffEq.jl and diffrax.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DOPRI5", "RK4", "TABLEAUX", "TSIT5", "Tableau"]
+__all__ = [
+    "DOPRI5",
+    "KVAERNO5",
+    "RK4",
+    "RODAS5P",
+    "STIFF_TABLEAUX",
+    "TABLEAUX",
+    "TSIT5",
+    "ESDIRKTableau",
+    "RosenbrockTableau",
+    "Tableau",
+]
 
 
 @dataclass(frozen=True)
@@ -129,3 +147,216 @@ RK4 = Tableau(
 )
 
 TABLEAUX = {t.name: t for t in (TSIT5, DOPRI5, RK4)}
+
+
+@dataclass(frozen=True)
+class RosenbrockTableau:
+    """A Rosenbrock method in Hairer & Wanner's transformed variables.
+
+    With ``W = I/(h·gamma) - J``, stage ``i`` solves
+    ``W k_i = f(t + c_i h, y + Σ_j a_ij k_j) + Σ_j (C_ij / h) k_j + h d_i ∂f/∂t``;
+    the step is ``y + Σ_i m_i k_i`` and its error estimate ``Σ_i e_i k_i``. ``dense``
+    holds the weights of the interpolant's three polynomial coefficients
+    ``κ_r = Σ_i dense[r][i] k_i``:
+    ``y(θ) = (1-θ) y0 + θ (y1 + (1-θ)(κ_1 + θ (κ_2 + θ κ_3)))``.
+    """
+
+    name: str
+    order: int
+    error_order: int
+    gamma: float
+    a: tuple[tuple[float, ...], ...]
+    C: tuple[tuple[float, ...], ...]
+    c: tuple[float, ...]
+    d: tuple[float, ...]
+    m: tuple[float, ...]
+    e: tuple[float, ...]
+    dense: tuple[tuple[float, ...], ...]
+
+    @property
+    def stages(self) -> int:
+        return len(self.c)
+
+
+_R5P_A6 = (
+    -7.502846399306121,
+    2.561846144803919,
+    -11.627539656261098,
+    -0.18268767659942256,
+    0.030198172008377946,
+)
+
+RODAS5P = RosenbrockTableau(
+    name="rodas5p",
+    order=5,
+    error_order=4,
+    gamma=0.21193756319429014,
+    a=(
+        (),
+        (3.0,),
+        (2.849394379747939, 0.45842242204463923),
+        (-6.954028509809101, 2.489845061869568, -10.358996098473584),
+        (2.8029986275628964, 0.5072464736228206, -0.3988312541770524, -0.04721187230404641),
+        _R5P_A6,
+        (*_R5P_A6, 1.0),  # stages 7 and 8 add the previous stage to the last state
+        (*_R5P_A6, 1.0, 1.0),
+    ),
+    C=(
+        (),
+        (-14.155112264123755,),
+        (-17.97296035885952, -2.859693295451294),
+        (147.12150275711716, -1.41221402718213, 71.68940251302358),
+        (165.43517024871676, -0.4592823456491126, 42.90938336958603, -5.961986721573306),
+        (
+            24.854864614690072,
+            -3.0009227002832186,
+            47.4931110020768,
+            5.5814197821558125,
+            -0.6610691825249471,
+        ),
+        (
+            30.91273214028599,
+            -3.1208243349937974,
+            77.79954646070892,
+            34.28646028294783,
+            -19.097331116725623,
+            -28.087943162872662,
+        ),
+        (
+            37.80277123390563,
+            -3.2571969029072276,
+            112.26918849496327,
+            66.9347231244047,
+            -40.06618937091002,
+            -54.66780262877968,
+            -9.48861652309627,
+        ),
+    ),
+    c=(
+        0.0,
+        0.6358126895828704,
+        0.4095798393397535,
+        0.9769306725060716,
+        0.4288403609558664,
+        1.0,
+        1.0,
+        1.0,
+    ),
+    d=(
+        0.21193756319429014,
+        -0.42387512638858027,
+        -0.3384627126235924,
+        1.8046452872882734,
+        2.325825639765069,
+        0.0,
+        0.0,
+        0.0,
+    ),
+    m=(*_R5P_A6, 1.0, 1.0, 1.0),
+    e=(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+    dense=(
+        (
+            25.948786856663858,
+            -2.5579724845846235,
+            10.433815404888879,
+            -2.3679251022685204,
+            0.524948541321073,
+            1.1241088310450404,
+            0.4272876194431874,
+            -0.17202221070155493,
+        ),
+        (
+            -9.91568850695171,
+            -0.9689944594115154,
+            3.0438037242978453,
+            -24.495224566215796,
+            20.176138334709044,
+            15.98066361424651,
+            -6.789040303419874,
+            -6.710236069923372,
+        ),
+        (
+            11.419903575922262,
+            2.8879645146136994,
+            72.92137995996029,
+            80.12511834622643,
+            -52.072871366152654,
+            -59.78993625266729,
+            -0.15582684282751913,
+            4.883087185713722,
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ESDIRKTableau:
+    """A singly diagonally implicit Runge-Kutta method with an explicit first stage.
+
+    Stage ``i > 1`` solves ``z_i = y + h Σ_{j<i} a_ij k_j + h gamma f(t + c_i h, z_i)`` by
+    Newton's method from the predictor ``y + h Σ_j predictor[i][j] k_j``. The method is
+    stiffly accurate (the step is the last stage); ``e`` weighs the stages' derivatives
+    into the difference from the embedded solution.
+    """
+
+    name: str
+    order: int
+    error_order: int
+    gamma: float
+    c: tuple[float, ...]
+    a: tuple[tuple[float, ...], ...]
+    predictor: tuple[tuple[float, ...], ...]
+    e: tuple[float, ...]
+
+    @property
+    def stages(self) -> int:
+        return len(self.c)
+
+
+_KV_G = 0.26
+_KV_A6 = (
+    0.13855640231268224,
+    0.0,
+    -0.04245337201752043,
+    0.02446657898003141,
+    0.61943039072480676,
+)
+_KV_A7 = (
+    0.13659751177640291,
+    0.0,
+    -0.05496908796538376,
+    -0.04118626728321046,
+    0.62993304899016403,
+    0.06962479448202728,
+)
+
+KVAERNO5 = ESDIRKTableau(
+    name="kvaerno5",
+    order=5,
+    error_order=4,
+    gamma=_KV_G,
+    c=(0.0, 0.52, 1.230333209967908, 0.8957659843500759, 0.43639360985864756, 1.0, 1.0),
+    a=(
+        (),
+        (_KV_G,),
+        (0.13, 0.84033320996790809),
+        (0.22371961478320505, 0.47675532319799699, -0.06470895363112615),
+        (0.16648564323248321, 0.10450018841591720, 0.03631482272098715, -0.13090704451073998),
+        _KV_A6,
+        _KV_A7,
+    ),
+    predictor=(
+        (),
+        (1.0,),
+        (-1.366025403784441, 2.3660254037844357),
+        (-0.19650552613122207, 0.8113579546496623, 0.38514757148155954),
+        (0.10375304369958693, 0.937994698066431, -0.04174774176601781, 0.0),
+        (-0.17281112873898072, 0.6235784481025847, 0.5492326806363959, 0.0, 0.0),
+        (*_KV_A6, _KV_G),
+    ),
+    e=(*tuple(a7 - a6 for a7, a6 in zip(_KV_A7, (*_KV_A6, _KV_G), strict=True)), _KV_G),
+)
+
+STIFF_TABLEAUX: dict[str, RosenbrockTableau | ESDIRKTableau] = {
+    t.name: t for t in (RODAS5P, KVAERNO5)
+}

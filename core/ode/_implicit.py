@@ -1,0 +1,307 @@
+"""Stiff methods: one generic Rosenbrock stepper, one generic ESDIRK stepper with Newton.
+
+Both are array-API code written once for a single state of shape (n,) and for a batch of
+shape (B, n) (each row its own trajectory, time and step): ``_col`` shapes a per-row scalar
+to scale rows, and every matrix product is written as a batched matrix times a column.
+The Jacobian ``∂f/∂y`` comes from the user's ``jac``, else from the backend's automatic
+differentiation, else from finite differences (see :func:`jacobian_source`). Each step
+factors ``I - h·gamma·J`` once (``xp.linalg.inv``: the standard has no LU factorization, and one
+inverse serves every stage as a matrix product).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from anyxp.backend import Backend
+from anyxp.ode._explicit import Attempt, _col
+from anyxp.ode.tableaux import ESDIRKTableau, RosenbrockTableau
+
+__all__ = ["ESDIRK", "Rosenbrock", "jacobian_source"]
+
+JacobianFn = Callable[[Any, Any, Any], tuple[Any, int]]
+
+
+def _eps(xp: Any, dtype: Any) -> float:
+    return float(xp.finfo(dtype).eps)
+
+
+def jacobian_source(
+    be: Backend,
+    f: Callable[[Any, Any], Any],
+    jac: Callable[[Any, Any], Any] | None,
+    dtype: Any,
+    *,
+    batched: bool,
+    atol: float = 1e-5,
+) -> tuple[JacobianFn, str]:
+    """A function ``(t, y, f(t, y)) -> (J, f-evaluations used)``, and where J comes from.
+
+    ``J`` has shape (n, n), or (B, n, n) for a batch. Automatic differentiation takes the
+    Jacobian of the batch's column sums: trajectories are independent, so row ``b`` of
+    ``∂(Σ_b f_b)/∂y`` is trajectory ``b``'s own Jacobian, at the cost of one Jacobian of an
+    n-vector whatever the batch size.
+    """
+    xp = be.xp
+    if jac is not None:
+        return (lambda t, y, f0: (jac(t, y), 0)), "jac"
+    if "ad.jacobian" in be.capabilities:
+        ad = be.ad
+        if batched:
+
+            def ad_jac(t: Any, y: Any, f0: Any) -> tuple[Any, int]:
+                J = ad.jacobian(lambda v: xp.sum(f(t, v), axis=0))(y)  # (n, B, n)
+                return xp.permute_dims(J, (1, 0, 2)), 0
+
+        else:
+
+            def ad_jac(t: Any, y: Any, f0: Any) -> tuple[Any, int]:
+                return ad.jacobian(lambda v: f(t, v))(y), 0
+
+        return ad_jac, "automatic differentiation"
+    eps = _eps(xp, dtype)
+    # Hairer's increment sqrt(ε·max(floor, |y|)), with his floor 1e-5 lowered to atol:
+    # components far below 1e-5 that the user resolves must not be swamped by it.
+    floor = min(1e-5, atol) if atol > 0 else 1e-5
+
+    def fd_jac(t: Any, y: Any, f0: Any) -> tuple[Any, int]:
+        # Forward differences, one column per state.
+        n = y.shape[-1]
+        delta = xp.sqrt(eps * xp.maximum(xp.abs(y), floor))
+        eye = xp.eye(n, dtype=dtype, device=be.device)
+        columns = []
+        for j in range(n):
+            dj = delta[..., j]
+            col = (f(t, y + _col(dj, batched) * eye[j, :]) - f0) / _col(dj, batched)
+            columns.append(col)
+        return xp.stack(columns, axis=-1), n
+
+    return fd_jac, "finite differences"
+
+
+def _matvec(A: Any, v: Any) -> Any:
+    """``A v`` for a matrix and a vector, or row by row for a batch of each."""
+    return (A @ v[..., None])[..., 0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Implicit:
+    """What both stiff steppers share: the backend, ``f``, the Jacobian, the shapes."""
+
+    be: Backend
+    f: Callable[[Any, Any], Any]
+    dtype: Any
+    jac: JacobianFn
+    batched: bool = False
+
+    @property
+    def adaptive(self) -> bool:
+        return True
+
+    @property
+    def has_dense(self) -> bool:
+        return True
+
+    def iteration_matrix_inverse(self, J: Any, hg: Any) -> Any:
+        """``(I - h·gamma·J)^{-1}``, for one state or for every row of a batch."""
+        xp = self.be.xp
+        eye = xp.eye(J.shape[-1], dtype=self.dtype, device=self.be.device)
+        hgm = hg[:, None, None] if self.batched else hg
+        return xp.linalg.inv(eye - hgm * J)
+
+    def safe(self, hs: Any) -> Any:
+        """``hs`` to divide by: a finished row of a batch tries a step of 0 (masked out)."""
+        return self.be.xp.where(hs == 0, 1.0, hs) if self.batched else hs
+
+    def time_derivative(self, t: Any, y: Any, f0: Any, hs: Any) -> Any:
+        """``∂f/∂t`` by a forward difference (one evaluation of ``f``)."""
+        xp = self.be.xp
+        root_eps = math.sqrt(_eps(xp, self.dtype))
+        if self.batched:
+            dt = root_eps * xp.maximum(xp.abs(t), xp.abs(hs))
+            dt = xp.where(dt == 0, root_eps, dt)
+        else:
+            dt = root_eps * max(abs(t), abs(hs)) or root_eps
+        return (self.f(t + dt, y) - f0) / _col(dt, self.batched)
+
+    def _hermite(self, theta: Any, hs: Any, y: Any, y_new: Any, f0: Any, f1: Any) -> Any:
+        """Cubic Hermite interpolation on a step from the end values and slopes."""
+        th = theta[..., None]
+        h = hs[None, :, None] if self.batched else hs
+        h00 = (1 + 2 * th) * (1 - th) ** 2
+        h10 = th * (1 - th) ** 2
+        h01 = th**2 * (3 - 2 * th)
+        h11 = th**2 * (th - 1)
+        return (
+            h00 * y[None, ...]
+            + h01 * y_new[None, ...]
+            + h * (h10 * f0[None, ...] + h11 * f1[None, ...])
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rosenbrock(_Implicit):
+    """A Rosenbrock method (``RosenbrockTableau``): linearly implicit, no iterations."""
+
+    tab: RosenbrockTableau
+
+    @property
+    def order(self) -> int:
+        return self.tab.error_order
+
+    def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
+        """One step: ``s`` linear solves with one matrix, ``s`` evaluations of ``f``."""
+        tab, b = self.tab, self.batched
+        J, nfev = self.jac(t, y, f0)
+        ft = self.time_derivative(t, y, f0, hs)
+        hg = tab.gamma * hs
+        inv = self.iteration_matrix_inverse(J, hg)
+        h = _col(self.safe(hs), b)
+        ks: list[Any] = []
+        for i in range(tab.stages):
+            if i == 0:
+                fi = f0
+            else:
+                u = y
+                for aij, kj in zip(tab.a[i], ks, strict=False):
+                    if aij != 0.0:
+                        u = u + aij * kj
+                fi = self.f(t + tab.c[i] * hs, u)
+            rhs = fi
+            for cij, kj in zip(tab.C[i], ks, strict=False):
+                if cij != 0.0:
+                    rhs = rhs + (cij / h) * kj
+            if tab.d[i] != 0.0:
+                rhs = rhs + (tab.d[i] * h) * ft
+            # (I/(h·gamma) - J) k = rhs  ⇔  k = h·gamma (I - h·gamma·J)^{-1} rhs
+            ks.append(_col(hg, b) * _matvec(inv, rhs))
+        y_new = y
+        for mi, ki in zip(tab.m, ks, strict=True):
+            if mi != 0.0:
+                y_new = y_new + mi * ki
+        err = None
+        for ei, ki in zip(tab.e, ks, strict=True):
+            if ei != 0.0:
+                err = ei * ki if err is None else err + ei * ki
+        f_new = self.f(t + hs, y_new)
+        y_new, f_new = self.be.materialize(y_new, f_new)
+        dense = [sum_weighted(row, ks) for row in tab.dense]
+        counts = {"nfev": nfev + tab.stages + 1, "njev": 1, "nlu": 1}
+        return Attempt(y_new, f_new, err, None, dense, counts)
+
+    def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any:
+        """Rodas's own interpolant of order ``order - 1``."""
+        k1, k2, k3 = (r[None, ...] for r in record)
+        th = theta[..., None]
+        return (1 - th) * y[None, ...] + th * (
+            y_new[None, ...] + (1 - th) * (k1 + th * (k2 + th * k3))
+        )
+
+
+def sum_weighted(weights: tuple[float, ...], ks: list[Any]) -> Any:
+    """``Σ w_i k_i`` over the non-zero weights."""
+    out = None
+    for w, k in zip(weights, ks, strict=True):
+        if w != 0.0:
+            out = w * k if out is None else out + w * k
+    return out
+
+
+NEWTON_MAX_ITER = 6
+NEWTON_TOL = 0.01  # the converged correction, as a fraction of the error tolerance
+
+
+@dataclass(frozen=True, kw_only=True)
+class ESDIRK(_Implicit):
+    """An ESDIRK method (``ESDIRKTableau``) with a simplified Newton iteration per stage.
+
+    The iteration matrix ``I - h·gamma·J`` is formed once a step. A stage has converged when
+    the next correction is predicted to be below ``newton_tol`` in the error norm (the
+    rate-based test of Hairer & Wanner, as scipy's BDF and Radau use it); a stage that
+    diverges or needs more than ``NEWTON_MAX_ITER`` iterations rejects the step, which is
+    retried at half the size.
+    """
+
+    tab: ESDIRKTableau
+    rtol: float
+    atol: float
+
+    @property
+    def order(self) -> int:
+        return self.tab.error_order
+
+    def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
+        """One step: a Newton solve per implicit stage, all with one matrix."""
+        xp, tab, b = self.be.xp, self.tab, self.batched
+        J, nfev = self.jac(t, y, f0)
+        hg = tab.gamma * hs
+        inv = self.iteration_matrix_inverse(J, hg)
+        h = _col(hs, b)
+        newton_tol = max(10 * _eps(xp, self.dtype) / self.rtol, NEWTON_TOL)
+        scale = self.atol + self.rtol * xp.abs(y)
+        hg_safe = _col(tab.gamma * self.safe(hs), b)
+        ks = [f0]
+        converged_all = None
+        iterations: Any = 0
+        eta = xp.full((y.shape[0],) if b else (), xp.inf, dtype=self.dtype, device=self.be.device)
+        for i in range(1, tab.stages):
+            base = y + h * sum_weighted(tab.a[i][:i], ks)
+            z = y + h * sum_weighted(tab.predictor[i][:i], ks)
+            ti = t + tab.c[i] * hs
+            z, converged, eta, used = self._newton(ti, z, base, hg, inv, scale, newton_tol, eta)
+            iterations = iterations + used
+            converged_all = converged if converged_all is None else converged_all & converged
+            # The stage derivative from the stage equation: no extra evaluation of f.
+            ks.append((z - base) / hg_safe)
+        y_new = z  # stiffly accurate: the step is the last stage
+        # Shampine's filter: the raw estimate grows like hJ on stiff components.
+        err = _matvec(inv, h * sum_weighted(tab.e, ks))
+        f_new = self.f(t + hs, y_new)
+        y_new, f_new = self.be.materialize(y_new, f_new)
+        counts = {"nfev": nfev + iterations + 1, "njev": 1, "nlu": 1}
+        return Attempt(y_new, f_new, err, converged_all, (f0, f_new), counts)
+
+    def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any:
+        """Cubic Hermite interpolation (third order) from the step's ends."""
+        return self._hermite(theta, hs, y, y_new, *record)
+
+    def _newton(
+        self, t: Any, z: Any, base: Any, hg: Any, inv: Any, scale: Any, tol: float, eta: Any
+    ) -> tuple[Any, Any, Any, Any]:
+        """Solve ``z = base + h·gamma f(t, z)`` from the guess ``z``.
+
+        ``eta`` estimates ``rate / (1 - rate)`` (the previous stage's, ``inf`` at first):
+        with it the first correction can already be judged converged. Returns ``z``,
+        whether it converged, the updated ``eta`` and the evaluations of ``f``.
+        """
+        xp, b = self.be.xp, self.batched
+        shape = (z.shape[0],) if b else ()
+        false = xp.zeros(shape, dtype=xp.bool, device=self.be.device)
+        big = xp.full(shape, xp.inf, dtype=self.dtype, device=self.be.device)
+        zero = xp.asarray(0, dtype=xp.int32, device=self.be.device)
+        hgc = _col(hg, b)
+
+        def cond(state: Any) -> Any:
+            return xp.any(~state[1]) & (state[5] < NEWTON_MAX_ITER)
+
+        def body(state: Any) -> Any:
+            z, done, failed, dz_prev, eta, it = state
+            dz = -_matvec(inv, z - base - hgc * self.f(t, z))
+            dz_norm = xp.sqrt(xp.mean((dz / scale) ** 2, axis=-1))
+            has_rate = xp.isfinite(dz_prev)
+            rate = dz_norm / xp.where(has_rate & (dz_prev > 0), dz_prev, 1.0)
+            diverged = (has_rate & (rate >= 1.0)) | ~xp.isfinite(dz_norm)
+            eta = xp.where(has_rate & (rate < 1.0), rate / (1.0 - xp.minimum(rate, 0.99)), eta)
+            converged = (dz_norm == 0) | (eta * dz_norm < tol)
+            active = ~done
+            z = xp.where(_col(active, b), z + dz, z)
+            failed = failed | (active & diverged)
+            done = done | (active & (converged | diverged))
+            return z, done, failed, xp.where(active, dz_norm, dz_prev), eta, it + 1
+
+        state = (z, false, false, big, eta, zero)
+        z, done, failed, _, eta, it = self.be.while_loop(cond, body, state)
+        return z, done & ~failed, eta, it
