@@ -236,8 +236,7 @@ def run_eager(
     keep_dense: bool,
     progress: Any,
 ) -> dict[str, Any]:
-    t0, t1, rtol, atol, h, fixed = span.t0, span.t1, span.rtol, span.atol, span.h, span.fixed
-    max_steps = span.max_steps
+    t0, t1, rtol, atol, h = span.t0, span.t1, span.rtol, span.atol, span.h
     xp = st.be.xp
     direction = 1.0 if t1 > t0 else -1.0
     f0 = st.f(t0, y0)
@@ -256,16 +255,42 @@ def run_eager(
             )
         )
         counts["nfev"] += 1
-    exponent = -1.0 / (st.order + 1)
-    t, y = t0, y0
     ts, ys = ([t0], [y0]) if t_eval is None else ([], [])
-    steps: list[tuple[float, float, Any, Any, Any]] = []
     next_eval = 0
     if t_eval is not None:
         while next_eval < len(t_eval) and t_eval[next_eval] == t0:
             ts.append(t0)
             ys.append(y0)
             next_eval += 1
+    # A too-long trial step may overflow; the loop notices and retries shorter, so numpy's
+    # warnings about it would only alarm (on other libraries this changes nothing).
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _eager_loop(
+            st, span, y0, f0, h, counts, ts, ys, next_eval, t_eval, keep_dense, progress
+        )
+
+
+def _eager_loop(
+    st: Method,
+    span: Span,
+    y0: Any,
+    f0: Any,
+    h: float,
+    counts: dict[str, int],
+    ts: list[Any],
+    ys: list[Any],
+    next_eval: int,
+    t_eval: np.ndarray | None,
+    keep_dense: bool,
+    progress: Any,
+) -> dict[str, Any]:
+    t0, t1, rtol, atol, fixed = span.t0, span.t1, span.rtol, span.atol, span.fixed
+    max_steps = span.max_steps
+    xp = st.be.xp
+    direction = 1.0 if t1 > t0 else -1.0
+    exponent = -1.0 / (st.order + 1)
+    t, y = t0, y0
+    steps: list[tuple[float, float, Any, Any, Any]] = []
     accepted = rejected = 0
     rejected_last = nonfinite_last = False
     status = RUNNING

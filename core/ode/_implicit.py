@@ -210,7 +210,7 @@ def sum_weighted(weights: tuple[float, ...], ks: list[Any]) -> Any:
     return out
 
 
-NEWTON_MAX_ITER = 6
+NEWTON_MAX_ITER = 10
 NEWTON_TOL = 0.01  # the converged correction, as a fraction of the error tolerance
 
 
@@ -251,6 +251,7 @@ class ESDIRK(_Implicit):
             base = y + h * sum_weighted(tab.a[i][:i], ks)
             z = y + h * sum_weighted(tab.predictor[i][:i], ks)
             ti = t + tab.c[i] * hs
+            eta = xp.maximum(eta, _eps(xp, self.dtype)) ** 0.8  # Hairer: distrust a tiny rate
             z, converged, eta, used = self._newton(ti, z, base, hg, inv, scale, newton_tol, eta)
             iterations = iterations + used
             converged_all = converged if converged_all is None else converged_all & converged

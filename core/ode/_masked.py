@@ -137,7 +137,8 @@ def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[s
             status = xp.where((status == RUNNING) & ~finite, const(NONFINITE), status)
         return (t, y, f0, h_next, acc, rej, counts, status, running & ~ok, out)
 
-    state = be.while_loop(cond, body, state0)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # see run_eager
+        state = be.while_loop(cond, body, state0)
     _, _, _, _, acc, rej, counts, status, _, out = state
     return {
         "t": te,
