@@ -88,6 +88,9 @@ class Backend:
     materialize_fn: Callable[..., tuple[Any, ...]] | None = dataclasses.field(
         default=None, repr=False
     )
+    map_row_blocks_fn: Callable[..., tuple[Any, ...]] | None = dataclasses.field(
+        default=None, repr=False
+    )
 
     @classmethod
     def from_namespace(
@@ -103,12 +106,14 @@ class Backend:
         to_numpy: Callable[[Any], np.ndarray] | None = None,
         device_of: Callable[[Any], Any] | None = None,
         materialize: Callable[..., tuple[Any, ...]] | None = None,
+        map_row_blocks: Callable[..., tuple[Any, ...]] | None = None,
     ) -> Backend:
         """Build a backend from an array-API namespace, with defaults for the rest.
 
         The defaults: no AD, eager control flow, host-drawn random numbers moved to the
         device, ``numpy.asarray`` for ``to_numpy``, ``array_api_compat.device``, and
-        arrays that are already concrete (``materialize`` does nothing).
+        arrays that are already concrete (``materialize`` does nothing), and no blocks
+        (``map_row_blocks``: see :meth:`Backend.map_row_blocks`).
         """
         if device is None or isinstance(device, str):
             device = resolve_device(spec, xp, device)
@@ -129,6 +134,7 @@ class Backend:
             to_numpy_fn=to_numpy if to_numpy is not None else np.asarray,
             device_of=device_of,
             materialize_fn=materialize,
+            map_row_blocks_fn=map_row_blocks,
         )
         rnd = (random if random is not None else HostRandom)(be)
         object.__setattr__(be, "random", rnd)
@@ -196,6 +202,28 @@ class Backend:
         backend (dask) does not grow one graph across all iterations.
         """
         return arrays if self.materialize_fn is None else self.materialize_fn(*arrays)
+
+    @property
+    def has_row_blocks(self) -> bool:
+        """Whether arrays are split in blocks of rows that can be worked on apart (dask)."""
+        return self.map_row_blocks_fn is not None
+
+    def map_row_blocks(
+        self,
+        fn: Callable[..., tuple[Any, ...]],
+        arrays: tuple[Any, ...],
+        outputs: tuple[tuple[int, Callable[[int], tuple[int, ...]], Any], ...],
+    ) -> tuple[Any, ...]:
+        """Run ``fn`` on each block of rows of ``arrays``; join its outputs' blocks.
+
+        ``fn`` receives one block of rows of each array, as arrays of the blocks' own
+        library (numpy for dask), possibly on another machine of a cluster, and returns one
+        array per entry of ``outputs``: ``(row_axis, shape(rows), dtype)``. The result holds
+        this backend's (lazy) arrays, each joined along its row axis.
+        """
+        if self.map_row_blocks_fn is None:
+            raise UnsupportedError(self.name, "row blocks", [])
+        return self.map_row_blocks_fn(fn, arrays, outputs)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """Return ``x`` as a numpy array on the host (a copy when it lives elsewhere)."""

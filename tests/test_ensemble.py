@@ -107,3 +107,52 @@ def test_bad_input(kwargs, match):
 def test_f_of_the_wrong_shape():
     with pytest.raises(ValueError, match="f returned shape"):
         solve_ensemble(lambda t, y: y[:, :1], (0.0, 1.0), np.ones((3, 2)))
+
+
+def lorenz_rho(t, y, rho):
+    xp = anyxp.backend(like=y).xp
+    return xp.stack(
+        [
+            10.0 * (y[:, 1] - y[:, 0]),
+            y[:, 0] * (rho - y[:, 2]) - y[:, 1],
+            y[:, 0] * y[:, 1] - 8 / 3 * y[:, 2],
+        ],
+        axis=1,
+    )
+
+
+@pytest.mark.anyxp_requires("dask")
+@pytest.mark.timeout(180)
+def test_a_dask_ensemble_runs_block_by_block_on_a_distributed_cluster():
+    import dask.array as da
+    from dask.distributed import Client, LocalCluster, get_task_stream
+
+    n = 400
+    rho = np.linspace(0.0, 21.0, n)
+    y0 = np.tile([1.0, 0.0, 0.0], (n, 1))
+    ref = solve_ensemble(lorenz_rho, (0.0, 1.0), y0, params=rho, rtol=1e-8, atol=1e-10)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster, timeout=60),
+        get_task_stream() as stream,
+    ):
+        sol = solve_ensemble(
+            lorenz_rho,
+            (0.0, 1.0),
+            da.from_array(y0, chunks=(100, 3)),
+            params=da.from_array(rho, chunks=100),
+            rtol=1e-8,
+            atol=1e-10,
+        )
+        assert sol.backend.name == "dask"
+        assert sol.y.chunks[1] == (100, 100, 100, 100)  # one block per chunk of rows
+        assert sol.success
+        y = sol.backend.to_numpy(sol.y)
+        accepted = sol.backend.to_numpy(sol.stats["accepted"])
+    blocks = [t for t in stream.data if "solve_block" in str(t["key"])]
+    assert len(blocks) == 4
+    assert len({t["worker"] for t in blocks}) >= 1
+    np.testing.assert_allclose(y, np.asarray(ref.y), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(accepted, np.asarray(ref.stats["accepted"]))

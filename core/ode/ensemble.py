@@ -125,7 +125,68 @@ def solve_ensemble(
 
         _check_jac(jac_batch(t_probe, y0), "solve_ensemble", y0.shape[1], y0.shape[0])
     te = np.array([t0, t1]) if t_eval is None else _check_t_eval(t_eval, t0, t1)
+    if be.has_row_blocks:
+        options = {
+            "method": method,
+            "rtol": rtol,
+            "atol": atol,
+            "t_eval": te,
+            "max_steps": max_steps,
+            "first_step": first_step,
+            "jac": jac,
+            "dt": dt,
+        }
+        return _solve_in_blocks(be, f, (t0, t1), y0, params, options)
     span = _explicit.Span(t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps)
     st = make_method(be, tab, f_batch, y0.dtype, batched=True, jac=jac_batch, rtol=rtol, atol=atol)
     res = run_masked(st, span, y0, t_eval=te)
     return EnsembleSolution(res["t"], res["y"], res["status"], res["stats"], method, be)
+
+
+def _solve_in_blocks(
+    be: Backend,
+    f: Callable[..., Any],
+    t_span: tuple[float, float],
+    y0: Any,
+    params: Any,
+    options: dict[str, Any],
+) -> EnsembleSolution:
+    """Solve each block of trajectories as its own ensemble, where the blocks live.
+
+    On dask every block of rows of ``y0`` becomes one task (on a ``dask.distributed``
+    cluster when a client is active); inside it the block is an ensemble of the blocks'
+    library (numpy). The result's arrays are lazy, persisted together.
+    """
+    m, n = len(options["t_eval"]), y0.shape[1]
+    dtype = y0.dtype
+
+    def solve_block(y_block: Any, *p_block: Any) -> tuple[Any, ...]:
+        sol = solve_ensemble(f, t_span, y_block, params=p_block[0] if p_block else None, **options)
+        xb = sol.backend.xp
+        s = sol.stats
+        nfev = xb.reshape(xb.astype(s["nfev"], xb.int64), (1,))
+        ints = [xb.astype(s[k], xb.int64) for k in ("steps", "accepted", "rejected")]
+        return (sol.y, xb.astype(sol.status, xb.int64), *ints, nfev)
+
+    int64 = np.dtype("int64")
+    per_row = (0, lambda rows: (rows,), int64)
+    outputs = (
+        (1, lambda rows: (m, rows, n), dtype),
+        per_row,
+        per_row,
+        per_row,
+        per_row,
+        (0, lambda rows: (1,), int64),
+    )
+    arrays = (y0,) if params is None else (y0, params)
+    y, status, steps, accepted, rejected, nfev = be.materialize(
+        *be.map_row_blocks(solve_block, arrays, outputs)
+    )
+    stats = {
+        "nfev": be.xp.sum(nfev),
+        "steps": steps,
+        "accepted": accepted,
+        "rejected": rejected,
+    }
+    t = be.asarray(options["t_eval"])
+    return EnsembleSolution(t, y, status, stats, options["method"], be)

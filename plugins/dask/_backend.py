@@ -24,6 +24,30 @@ def _persist(*arrays: Any) -> tuple[Any, ...]:
     return tuple(dask.persist(*arrays))
 
 
+def _map_row_blocks(fn: Any, arrays: tuple[Any, ...], outputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One task per block of rows: the work of each runs wherever dask schedules it."""
+    import dask
+    import dask.array as da
+
+    rows = arrays[0].chunks[0]
+    blocks = []
+    for a in arrays:
+        a = a.rechunk({0: rows, **{axis: -1 for axis in range(1, a.ndim)}})
+        blocks.append(a.to_delayed().reshape(-1))
+    tasks = [
+        dask.delayed(fn, nout=len(outputs), pure=True)(*(b[i] for b in blocks))
+        for i in range(len(rows))
+    ]
+    joined = []
+    for k, (axis, shape, dtype) in enumerate(outputs):
+        parts = [
+            da.from_delayed(task[k], shape=shape(n), dtype=dtype)
+            for task, n in zip(tasks, rows, strict=True)
+        ]
+        joined.append(da.concatenate(parts, axis=axis))
+    return tuple(joined)
+
+
 def create(spec: BackendSpec, *, device: Any = None, dtype: Any = None) -> Backend:
     """Return the dask backend."""
     return Backend.from_namespace(
@@ -34,4 +58,5 @@ def create(spec: BackendSpec, *, device: Any = None, dtype: Any = None) -> Backe
         to_numpy=_to_numpy,
         device_of=_on_cpu,
         materialize=_persist,
+        map_row_blocks=_map_row_blocks,
     )
