@@ -20,6 +20,7 @@ Run:  python benchmarks/bench_stiff.py [--out benchmarks/results/ode_stiff.md] [
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import time
@@ -141,7 +142,7 @@ def jax_runs(name: str, rtol: float, repeat: int) -> list[dict[str, Any]]:
         return sol.ys[-1], sol.stats["num_steps"], sol.result == diffrax.RESULTS.successful
 
     jax.block_until_ready(dfx(y0))
-    seconds, (y, steps, ok) = best(lambda: jax.block_until_ready(dfx(y0)), repeat)
+    seconds, (y, _steps, ok) = best(lambda: jax.block_until_ready(dfx(y0)), repeat)
     rows.append(
         {
             "impl": "diffrax Kvaerno5",
@@ -157,7 +158,7 @@ def jax_runs(name: str, rtol: float, repeat: int) -> list[dict[str, Any]]:
 def at_error(curve: list[dict[str, Any]], error: float, key: str) -> float | None:
     """The anchor's ``key`` at ``error``, log-log interpolated on its sweep (None: outside)."""
     pts = sorted((r["err"], r[key]) for r in curve if r["ok"] and r["err"] > 0)
-    for (e0, v0), (e1, v1) in zip(pts, pts[1:], strict=False):
+    for (e0, v0), (e1, v1) in itertools.pairwise(pts):
         if e0 <= error <= e1 and e1 > e0:
             w = (np.log(error) - np.log(e0)) / (np.log(e1) - np.log(e0))
             return float(np.exp((1 - w) * np.log(v0) + w * np.log(v1)))
@@ -232,7 +233,9 @@ def main() -> None:
                 if not r["ok"]:
                     continue
 
-                def anchor(label: str, key: str, r: dict[str, Any] = r) -> float | None:
+                def anchor(
+                    label: str, key: str, r: dict[str, Any] = r, name: str = name
+                ) -> float | None:
                     return at_error(runs.get(f"{name}|{label}", []), r["err"], key)
 
                 lines.append(
