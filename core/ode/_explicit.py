@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -62,6 +63,15 @@ class Attempt:
     counts: dict[str, Any]
 
 
+def weighted_sum(weights: tuple[float, ...], ks: list[Any]) -> Any:
+    """``Σ w_i k_i`` over the non-zero weights (``None`` when every weight is zero)."""
+    out = None
+    for w, k in zip(weights, ks, strict=True):
+        if w != 0.0:
+            out = w * k if out is None else out + w * k
+    return out
+
+
 def _col(v: Any, batched: bool) -> Any:
     """A per-trajectory scalar shaped to scale rows of a batch (or itself, unbatched)."""
     return v[:, None] if batched else v
@@ -93,15 +103,18 @@ class Stepper:
     def has_dense(self) -> bool:
         return self.tab.dense is not None
 
-    def coefficients(self) -> tuple[Any, Any, Any]:
-        """``b``, ``e`` and the dense matrix as arrays of the state's dtype and device."""
+    @cached_property
+    def coefficients(self) -> tuple[Any, Any, Any, list[Any]]:
+        """``b``, ``e``, the dense matrix and the rows of ``a`` as arrays of the state's
+        dtype and device, made once per solve (not once per step)."""
         xp, be = self.be.xp, self.be
         b = xp.asarray(self.tab.b, dtype=self.dtype, device=be.device)
         e = xp.asarray(self.tab.e or [0.0] * self.tab.stages, dtype=self.dtype, device=be.device)
         dense = None
         if self.tab.dense is not None:
             dense = xp.asarray(self.tab.dense, dtype=self.dtype, device=be.device)
-        return b, e, dense
+        a_rows = [xp.asarray(row, dtype=self.dtype, device=be.device) for row in self.tab.a]
+        return b, e, dense, a_rows
 
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
         """One step of signed size ``hs`` from ``(t, y)`` where ``f(t, y) = f0``."""
@@ -110,24 +123,19 @@ class Stepper:
             return self._attempt_batched(t, y, f0, hs, fixed=fixed)
         ks = [f0]
         for i in range(1, tab.stages):
-            incr = None
-            for aij, kj in zip(tab.a[i], ks, strict=False):
-                if aij != 0.0:
-                    term = aij * kj
-                    incr = term if incr is None else incr + term
+            incr = weighted_sum(tab.a[i], ks)
             yi = y if incr is None else y + hs * incr
             ks.append(self.f(t + tab.c[i] * hs, yi))
-        y_new = y + hs * self.combine(tab.b, ks)
+        y_new = y + hs * weighted_sum(tab.b, ks)
         f_new = ks[-1] if tab.fsal else self.f(t + hs, y_new)
         y_new, f_new = self.be.materialize(y_new, f_new)
-        err = None if fixed else hs * self.combine(tab.e or (), ks)
+        err = None if fixed else hs * weighted_sum(tab.e or (), ks)
         nfev = tab.stages - 1 + (0 if tab.fsal else 1)
         return Attempt(y_new, f_new, err, None, ks, {"nfev": nfev})
 
     def _attempt_batched(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
         xp, tab = self.be.xp, self.tab
-        b, e, _ = self.coefficients()
-        a_rows = [xp.asarray(row, dtype=self.dtype, device=self.be.device) for row in tab.a]
+        b, e, _, a_rows = self.coefficients
         h = hs[:, None]
         ks = [f0]
         for i in range(1, tab.stages):
@@ -140,21 +148,13 @@ class Stepper:
         nfev = tab.stages - 1 + (0 if tab.fsal else 1)
         return Attempt(y_new, f_new, err, None, K, {"nfev": nfev})
 
-    def combine(self, weights: tuple[float, ...], ks: list[Any]) -> Any:
-        """``Σ w_i k_i`` over the non-zero weights."""
-        out = None
-        for w, k in zip(weights, ks, strict=True):
-            if w != 0.0:
-                out = w * k if out is None else out + w * k
-        return out
-
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any:
         """States at fractions ``theta`` of a step: shape (m, n), or (m, B, n) batched.
 
         ``theta`` has shape (m,), or (m, B) batched (each trajectory its own step).
         """
         xp = self.be.xp
-        dense = self.coefficients()[2]
+        dense = self.coefficients[2]
         if dense is None:  # a method without an interpolant: linear
             return y[None, ...] + theta[..., None] * (y_new - y)[None, ...]
         q = dense.shape[1]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyxp.backend import Backend
-from anyxp.ode._explicit import Attempt, _col
+from anyxp.ode._explicit import Attempt, _col, weighted_sum
 from anyxp.ode.tableaux import ESDIRKTableau, RosenbrockTableau
 
 __all__ = ["ESDIRK", "Rosenbrock", "jacobian_source"]
@@ -163,32 +163,22 @@ class Rosenbrock(_Implicit):
         ks: list[Any] = []
         for i in range(tab.stages):
             if i == 0:
-                fi = f0
+                rhs = f0
             else:
-                u = y
-                for aij, kj in zip(tab.a[i], ks, strict=False):
-                    if aij != 0.0:
-                        u = u + aij * kj
-                fi = self.f(t + tab.c[i] * hs, u)
-            rhs = fi
-            for cij, kj in zip(tab.C[i], ks, strict=False):
-                if cij != 0.0:
-                    rhs = rhs + (cij / h) * kj
+                incr = weighted_sum(tab.a[i], ks)
+                rhs = self.f(t + tab.c[i] * hs, y if incr is None else y + incr)
+            coupling = weighted_sum(tab.C[i], ks)
+            if coupling is not None:
+                rhs = rhs + coupling / h
             if tab.d[i] != 0.0:
                 rhs = rhs + (tab.d[i] * h) * ft
             # (I/(h·gamma) - J) k = rhs  ⇔  k = h·gamma (I - h·gamma·J)^{-1} rhs
             ks.append(_col(hg, b) * _matvec(inv, rhs))
-        y_new = y
-        for mi, ki in zip(tab.m, ks, strict=True):
-            if mi != 0.0:
-                y_new = y_new + mi * ki
-        err = None
-        for ei, ki in zip(tab.e, ks, strict=True):
-            if ei != 0.0:
-                err = ei * ki if err is None else err + ei * ki
+        y_new = y + weighted_sum(tab.m, ks)
+        err = weighted_sum(tab.e, ks)
         f_new = self.f(t + hs, y_new)
         y_new, f_new = self.be.materialize(y_new, f_new)
-        dense = [sum_weighted(row, ks) for row in tab.dense]
+        dense = [weighted_sum(row, ks) for row in tab.dense]
         counts = {"nfev": nfev + tab.stages + 1, "njev": 1, "nlu": 1}
         return Attempt(y_new, f_new, err, None, dense, counts)
 
@@ -199,15 +189,6 @@ class Rosenbrock(_Implicit):
         return (1 - th) * y[None, ...] + th * (
             y_new[None, ...] + (1 - th) * (k1 + th * (k2 + th * k3))
         )
-
-
-def sum_weighted(weights: tuple[float, ...], ks: list[Any]) -> Any:
-    """``Σ w_i k_i`` over the non-zero weights."""
-    out = None
-    for w, k in zip(weights, ks, strict=True):
-        if w != 0.0:
-            out = w * k if out is None else out + w * k
-    return out
 
 
 NEWTON_MAX_ITER = 10
@@ -248,8 +229,8 @@ class ESDIRK(_Implicit):
         iterations: Any = 0
         eta = xp.full((y.shape[0],) if b else (), xp.inf, dtype=self.dtype, device=self.be.device)
         for i in range(1, tab.stages):
-            base = y + h * sum_weighted(tab.a[i][:i], ks)
-            z = y + h * sum_weighted(tab.predictor[i][:i], ks)
+            base = y + h * weighted_sum(tab.a[i], ks)
+            z = y + h * weighted_sum(tab.predictor[i], ks)
             ti = t + tab.c[i] * hs
             eta = xp.maximum(eta, _eps(xp, self.dtype)) ** 0.8  # Hairer: distrust a tiny rate
             z, converged, eta, used = self._newton(ti, z, base, hg, inv, scale, newton_tol, eta)
@@ -259,7 +240,7 @@ class ESDIRK(_Implicit):
             ks.append((z - base) / hg_safe)
         y_new = z  # stiffly accurate: the step is the last stage
         # Shampine's filter: the raw estimate grows like hJ on stiff components.
-        err = _matvec(inv, h * sum_weighted(tab.e, ks))
+        err = _matvec(inv, h * weighted_sum(tab.e, ks))
         f_new = self.f(t + hs, y_new)
         y_new, f_new = self.be.materialize(y_new, f_new)
         counts = {"nfev": nfev + iterations + 1, "njev": 1, "nlu": 1}
