@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +24,14 @@ import numpy as np
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
+from _common import best, work_precision_plot
+
 import anyxp
 from anyxp.ode import solve
 from anyxp.ode.problems import PROBLEMS
 
 TOLERANCES = (1e-3, 1e-6, 1e-8, 1e-10)
 NAMES = ("lorenz", "lotka_volterra", "pleiades")
-
-
-def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    out = None
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def reference(name: str) -> np.ndarray:
@@ -202,27 +192,11 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(
-            1, len(args.problems), figsize=(5 * len(args.problems), 4), squeeze=False
-        )
-        for ax, name in zip(axes[0], args.problems, strict=True):
-            for key, pts in curves.items():
-                if key.startswith(name + ":"):
-                    e, t = zip(*sorted(pts), strict=True)
-                    ax.loglog(e, t, marker="o", label=key.split(": ", 1)[1])
-            ax.set_title(name)
-            ax.set_xlabel("error at final time")
-            ax.set_ylabel("seconds")
-            ax.grid(True, which="both", alpha=0.3)
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=110)
+        panels: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        for key, pts in curves.items():
+            problem, label = key.split(": ", 1)
+            panels.setdefault(problem, {})[label] = pts
+        work_precision_plot(args.plot, panels, "error at final time")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ import argparse
 import itertools
 import os
 import platform
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +31,13 @@ import numpy as np
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
+from _common import best, work_precision_plot
+
 from anyxp.ode import solve
 from anyxp.ode.problems import PROBLEMS
 
 TOLERANCES = (1e-4, 1e-6, 1e-8, 1e-10)
 SCALE = {"robertson": 1e-10, "hires": 1e-4, "van_der_pol_stiff": 1e-3, "oregonator": 1e-2}
-
-
-def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    out, times = None, []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def mixed_error(name: str, y: Any) -> float:
@@ -252,29 +243,12 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(
-            1, len(args.problems), figsize=(4.5 * len(args.problems), 4), squeeze=False
-        )
-        for ax, name in zip(axes[0], args.problems, strict=True):
-            for key, rows in runs.items():
-                if key.startswith(name + "|"):
-                    pts = sorted((r["err"], r["time"]) for r in rows if r["ok"])
-                    if pts:
-                        e, t = zip(*pts, strict=True)
-                        ax.loglog(e, t, marker="o", label=key.split("|", 1)[1])
-            ax.set_title(name)
-            ax.set_xlabel("mixed error at final time")
-            ax.set_ylabel("seconds")
-            ax.grid(True, which="both", alpha=0.3)
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=110)
+        panels: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        for key, rows in runs.items():
+            problem, label = key.split("|", 1)
+            points = [(r["err"], r["time"]) for r in rows if r["ok"]]
+            panels.setdefault(problem, {})[label] = points
+        work_precision_plot(args.plot, panels, "mixed error at final time")
 
 
 if __name__ == "__main__":
