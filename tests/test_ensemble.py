@@ -149,6 +149,7 @@ def test_a_dask_ensemble_runs_block_by_block_on_a_distributed_cluster():
         assert sol.backend.name == "dask"
         assert sol.y.chunks[1] == (100, 100, 100, 100)  # one block per chunk of rows
         assert sol.success
+        assert set(sol.stats) == set(ref.stats)  # the same counts as an in-memory ensemble
         y = sol.backend.to_numpy(sol.y)
         accepted = sol.backend.to_numpy(sol.stats["accepted"])
     blocks = [t for t in stream.data if "solve_block" in str(t["key"])]

@@ -30,7 +30,8 @@ class EnsembleSolution:
     ``t`` has shape ``(m,)`` and ``y`` shape ``(m, B, n)``: ``y[i, j]`` is trajectory
     ``j`` at ``t[i]``. ``status`` has one code per trajectory (as in
     :class:`anyxp.ode.Solution`); ``stats`` holds per-trajectory ``steps``, ``accepted`` and
-    ``rejected`` and the batch's ``nfev`` (batched evaluations of ``f``).
+    ``rejected`` and the batch's ``nfev``, ``njev`` and ``nlu`` (batched evaluations of ``f``
+    and of the Jacobian, batched factorizations; on dask, summed over the blocks).
     """
 
     t: Any
@@ -160,33 +161,28 @@ def _solve_in_blocks(
     m, n = len(options["t_eval"]), y0.shape[1]
     dtype = y0.dtype
 
+    per_row, per_batch = ("steps", "accepted", "rejected"), ("nfev", "njev", "nlu")
+
     def solve_block(y_block: Any, *p_block: Any) -> tuple[Any, ...]:
         sol = solve_ensemble(f, t_span, y_block, params=p_block[0] if p_block else None, **options)
-        xb = sol.backend.xp
-        s = sol.stats
-        nfev = xb.reshape(xb.astype(s["nfev"], xb.int64), (1,))
-        ints = [xb.astype(s[k], xb.int64) for k in ("steps", "accepted", "rejected")]
-        return (sol.y, xb.astype(sol.status, xb.int64), *ints, nfev)
+        xb, s = sol.backend.xp, sol.stats
+        rows = [xb.astype(s[k], xb.int64) for k in per_row]
+        counts = [xb.reshape(xb.astype(s[k], xb.int64), (1,)) for k in per_batch]
+        return (sol.y, xb.astype(sol.status, xb.int64), *rows, *counts)
 
     int64 = np.dtype("int64")
-    per_row = (0, lambda rows: (rows,), int64)
+    row_output = (0, lambda rows: (rows,), int64)
+    count_output = (0, lambda rows: (1,), int64)  # one count per block, summed below
     outputs = (
         (1, lambda rows: (m, rows, n), dtype),
-        per_row,
-        per_row,
-        per_row,
-        per_row,
-        (0, lambda rows: (1,), int64),
+        row_output,
+        *(row_output for _ in per_row),
+        *(count_output for _ in per_batch),
     )
     arrays = (y0,) if params is None else (y0, params)
-    y, status, steps, accepted, rejected, nfev = be.materialize(
-        *be.map_row_blocks(solve_block, arrays, outputs)
-    )
-    stats = {
-        "nfev": be.xp.sum(nfev),
-        "steps": steps,
-        "accepted": accepted,
-        "rejected": rejected,
-    }
+    y, status, *rest = be.materialize(*be.map_row_blocks(solve_block, arrays, outputs))
+    stats = dict(zip(per_row, rest[: len(per_row)], strict=True))
+    for key, counts in zip(per_batch, rest[len(per_row) :], strict=True):
+        stats[key] = be.xp.sum(counts)
     t = be.asarray(options["t_eval"])
     return EnsembleSolution(t, y, status, stats, options["method"], be)
