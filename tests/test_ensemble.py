@@ -54,6 +54,26 @@ def test_each_trajectory_equals_its_solo_solve(name):
     assert accepted.min() < accepted.max()  # each trajectory chose its own steps
 
 
+@pytest.mark.parametrize("name", ["numpy", "jax"])
+def test_a_dop853_ensemble_equals_its_solo_solves_between_steps(name):
+    """DOP853's interpolant, with its three extra stages, on each trajectory's own step."""
+    be = anyxp.backend(name, dtype="float64")
+    sol = solve_ensemble(
+        lorenz_batch,
+        (0.0, 1.0),
+        be.asarray(Y0),
+        params=be.asarray(RHO),
+        t_eval=T_EVAL,
+        method="dop853",
+        rtol=1e-10,
+        atol=1e-10,
+    )
+    assert sol.success
+    ys = be.to_numpy(sol.y)
+    for j in (0, 5, 11):
+        np.testing.assert_allclose(ys[:, j, :], solo(j), rtol=1e-7, atol=1e-8)
+
+
 def test_a_failing_trajectory_does_not_stop_the_others():
     # y' = y² blows up at t = 1/y0: the first trajectory at t = 1, the second at t = 10.
     sol = solve_ensemble(

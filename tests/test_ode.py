@@ -44,7 +44,7 @@ def test_tableau_order_conditions(name):
 
 
 # -- accuracy ----------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["tsit5", "dopri5"])
+@pytest.mark.parametrize("method", ["tsit5", "dopri5", "dop853"])
 @settings(max_examples=20, deadline=None)
 @given(problem=axst.ode_problems(NUMPY))
 def test_adaptive_methods_reach_exact_solutions(method, problem):
@@ -54,7 +54,7 @@ def test_adaptive_methods_reach_exact_solutions(method, problem):
     assert float(sol.t[-1]) == problem.t_span[1]
 
 
-@pytest.mark.parametrize("method", ["tsit5", "dopri5"])
+@pytest.mark.parametrize("method", ["tsit5", "dopri5", "dop853"])
 def test_dense_output_and_t_eval_are_accurate_between_steps(method):
     t_eval = np.linspace(0.0, 4.0, 201)
     sol = solve(
@@ -74,6 +74,19 @@ def test_dense_output_and_t_eval_are_accurate_between_steps(method):
     np.testing.assert_allclose(
         sol([0.5, 3.9])[:, 0], 2 * np.exp(-0.5 * np.array([0.5, 3.9])), rtol=1e-8
     )
+
+
+@pytest.mark.parametrize("name", ["lotka_volterra", "pleiades"])
+def test_dop853_does_the_work_of_hairers_code(name):
+    """Same tableau, error norm and controller as Hairer's DOP853 (as scipy ports it)."""
+    from scipy.integrate import solve_ivp
+
+    p = PROBLEMS[name]
+    y0 = np.array(p.y0)
+    ours = solve(p.f, p.t_span, y0, method="dop853", rtol=1e-8, atol=1e-11)
+    theirs = solve_ivp(p.f, p.t_span, y0, method="DOP853", rtol=1e-8, atol=1e-11)
+    assert abs(ours.stats["nfev"] - theirs.nfev) <= 0.02 * theirs.nfev
+    np.testing.assert_allclose(ours.y[-1], theirs.y[:, -1], rtol=1e-6, atol=1e-9)
 
 
 def test_rk4_converges_at_fourth_order():
@@ -174,7 +187,7 @@ def test_jax_solve_is_one_program_under_jit_and_vmap():
         ({"t_span": (0.0,)}, ValueError, "pair"),
         ({"t_span": (0.0, math.inf)}, ValueError, "finite"),
         ({"rtol": 0.0}, ValueError, "rtol > 0"),
-        ({"method": "rk45"}, ValueError, "tsit5, dopri5, rk4"),
+        ({"method": "rk45"}, ValueError, "tsit5, dopri5, dop853, rk4, rodas5p, kvaerno5"),
         ({"method": "rk4"}, ValueError, "dt > 0"),
         ({"t_eval": [0.5, 2.0]}, ValueError, "inside t_span"),
         ({"t_eval": [0.5, 0.2]}, ValueError, "sorted"),

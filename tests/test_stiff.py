@@ -76,7 +76,7 @@ def test_stiff_solvers_reach_the_bari_reference_solutions(name, method):
     assert sol.stats["njev"] == sol.stats["nlu"] == sol.stats["steps"] > 0
 
 
-@pytest.mark.parametrize("method", ["tsit5", "dopri5"])
+@pytest.mark.parametrize("method", ["tsit5", "dopri5", "dop853"])
 def test_explicit_solvers_reach_the_bari_pleiades_reference(method):
     p = PROBLEMS["pleiades"]
     sol = solve(p.f, p.t_span, np.array(p.y0), method=method, rtol=1e-11, atol=1e-11)

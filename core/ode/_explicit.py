@@ -101,7 +101,7 @@ class Stepper:
 
     @property
     def has_dense(self) -> bool:
-        return self.tab.dense is not None
+        return self.tab.dense is not None or self.tab.extra_dense is not None
 
     @cached_property
     def coefficients(self) -> tuple[Any, Any, Any, list[Any]]:
@@ -116,6 +116,35 @@ class Stepper:
         a_rows = [xp.asarray(row, dtype=self.dtype, device=be.device) for row in self.tab.a]
         return b, e, dense, a_rows
 
+    def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any:
+        """The scaled error of an attempt (per row of a batch): 1 is the tolerance.
+
+        With a second estimate (``tab.e3``, DOP853) ``err`` is the pair of both, blended as
+        Hairer's code does: ``|e5|² / sqrt(n (|e5|² + 0.01 |e3|²))``, which stays honest
+        where the 5th-order estimate alone is accidentally small.
+        """
+        if self.tab.e3 is None:
+            return error_norm(self.be.xp, err, y, y_new, rtol, atol)
+        xp = self.be.xp
+        scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
+        e5 = xp.sum((err[0] / scale) ** 2, axis=-1)
+        e3 = xp.sum((err[1] / scale) ** 2, axis=-1)
+        denom = e5 + 0.01 * e3
+        return e5 / xp.sqrt(xp.where(denom > 0, denom, 1.0) * y.shape[-1])
+
+    def _error(self, hs: Any, ks: Any) -> Any:
+        """The error estimate(s) of an attempt from its stages (a list, or stacked)."""
+        tab = self.tab
+        if isinstance(ks, list):
+            e5 = hs * weighted_sum(tab.e or (), ks)
+            return e5 if tab.e3 is None else (e5, hs * weighted_sum(tab.e3, ks))
+        xp = self.be.xp
+        e5 = hs * xp.tensordot(self.coefficients[1], ks, axes=1)
+        if tab.e3 is None:
+            return e5
+        e3 = xp.asarray(tab.e3, dtype=self.dtype, device=self.be.device)
+        return e5, hs * xp.tensordot(e3, ks, axes=1)
+
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
         """One step of signed size ``hs`` from ``(t, y)`` where ``f(t, y) = f0``."""
         tab = self.tab
@@ -129,13 +158,13 @@ class Stepper:
         y_new = y + hs * weighted_sum(tab.b, ks)
         f_new = ks[-1] if tab.fsal else self.f(t + hs, y_new)
         y_new, f_new = self.be.materialize(y_new, f_new)
-        err = None if fixed else hs * weighted_sum(tab.e or (), ks)
+        err = None if fixed else self._error(hs, ks)
         nfev = tab.stages - 1 + (0 if tab.fsal else 1)
-        return Attempt(y_new, f_new, err, None, ks, {"nfev": nfev})
+        return Attempt(y_new, f_new, err, None, (t, ks), {"nfev": nfev})
 
     def _attempt_batched(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
         xp, tab = self.be.xp, self.tab
-        b, e, _, a_rows = self.coefficients
+        b, _, _, a_rows = self.coefficients
         h = hs[:, None]
         ks = [f0]
         for i in range(1, tab.stages):
@@ -144,9 +173,9 @@ class Stepper:
         K = xp.stack(ks)  # (s, B, n)
         y_new = y + h * xp.tensordot(b, K, axes=1)
         f_new = ks[-1] if tab.fsal else self.f(t + hs, y_new)
-        err = None if fixed else h * xp.tensordot(e, K, axes=1)
+        err = None if fixed else self._error(h, K)
         nfev = tab.stages - 1 + (0 if tab.fsal else 1)
-        return Attempt(y_new, f_new, err, None, K, {"nfev": nfev})
+        return Attempt(y_new, f_new, err, None, (t, K), {"nfev": nfev})
 
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any:
         """States at fractions ``theta`` of a step: shape (m, n), or (m, B, n) batched.
@@ -154,6 +183,9 @@ class Stepper:
         ``theta`` has shape (m,), or (m, B) batched (each trajectory its own step).
         """
         xp = self.be.xp
+        t, K = record
+        if self.tab.extra_dense is not None:
+            return self._interpolate_extended(theta, hs, t, y, y_new, K)
         dense = self.coefficients[2]
         if dense is None:  # a method without an interpolant: linear
             return y[None, ...] + theta[..., None] * (y_new - y)[None, ...]
@@ -161,10 +193,29 @@ class Stepper:
         powers = xp.stack([theta ** (j + 1) for j in range(q)], axis=-1)  # (m, [B,] q)
         weights = powers @ xp.permute_dims(dense, (1, 0))  # (m, [B,] s)
         if not self.batched:
-            return y[None, :] + hs * (weights @ xp.stack(record))
-        K = record  # (s, B, n)
+            return y[None, :] + hs * (weights @ xp.stack(K))
         mix = xp.permute_dims(weights, (1, 0, 2)) @ xp.permute_dims(K, (1, 0, 2))  # (B, m, n)
         return y[None, :, :] + hs[None, :, None] * xp.permute_dims(mix, (1, 0, 2))
+
+    def _interpolate_extended(self, theta: Any, hs: Any, t: Any, y: Any, y_new: Any, K: Any) -> Any:
+        """DOP853's 7th-order interpolant: three more stages, then seven coefficients.
+
+        The extra evaluations of ``f`` happen only for steps that are interpolated and are
+        not counted in ``nfev``.
+        """
+        xp, tab = self.be.xp, self.tab
+        ks = list(K) if isinstance(K, list) else [K[i, ...] for i in range(K.shape[0])]
+        h = _col(hs, self.batched)
+        for c, row in zip(tab.extra_c or (), tab.extra_a or (), strict=True):
+            ks.append(self.f(t + c * hs, y + h * weighted_sum(row, ks)))
+        dy, f_old, f_new = y_new - y, ks[0], ks[self.tab.stages - 1]
+        coefficients = [dy, h * f_old - dy, 2 * dy - h * (f_new + f_old)]
+        coefficients += [h * weighted_sum(row, ks) for row in tab.extra_dense or ()]
+        x = theta[..., None]
+        out = xp.zeros_like(x * y[None, ...])
+        for i, coefficient in enumerate(reversed(coefficients)):
+            out = (out + coefficient[None, ...]) * (x if i % 2 == 0 else 1 - x)
+        return y[None, ...] + out
 
 
 class Method(Protocol):
@@ -182,6 +233,7 @@ class Method(Protocol):
     @property
     def has_dense(self) -> bool: ...
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt: ...
+    def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any: ...
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any: ...
 
 
@@ -315,7 +367,7 @@ def _eager_loop(
             rejected += 1
             rejected_last = True
             continue
-        err = 0.0 if fixed else float(error_norm(xp, step.err, y, y_new, rtol, atol))
+        err = 0.0 if fixed else float(st.error_norm(step.err, y, y_new, rtol, atol))
         if not math.isfinite(err) or not bool(xp.all(xp.isfinite(y_new))):
             # Retry smaller: a too-long step can overflow where a shorter one does not.
             if fixed:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyxp.backend import Backend
-from anyxp.ode._explicit import Attempt, _col, weighted_sum
+from anyxp.ode._explicit import Attempt, _col, error_norm, weighted_sum
 from anyxp.ode.tableaux import ESDIRKTableau, RosenbrockTableau
 
 __all__ = ["ESDIRK", "Rosenbrock", "jacobian_source"]
@@ -104,6 +104,10 @@ class _Implicit:
     @property
     def has_dense(self) -> bool:
         return True
+
+    def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any:
+        """The RMS error scaled by the tolerances (per row of a batch)."""
+        return error_norm(self.be.xp, err, y, y_new, rtol, atol)
 
     def iteration_matrix_inverse(self, J: Any, hg: Any) -> Any:
         """``(I - h·gamma·J)^{-1}``, for one state or for every row of a batch."""
