@@ -156,7 +156,8 @@ def solve(
         The initial state, an array of any backend (or a list: then ``backend`` decides).
     method
         Non-stiff: ``"tsit5"`` (default), ``"dopri5"`` (both adaptive, 5th order, with
-        dense output) or ``"rk4"`` (fixed step ``dt``). Stiff: ``"rodas5p"`` (Rosenbrock,
+        dense output), ``"dop853"`` (adaptive, 8th order: for tight tolerances) or
+        ``"rk4"`` (fixed step ``dt``). Stiff: ``"rodas5p"`` (Rosenbrock,
         L-stable, 5th order: the first choice for stiff problems of moderate size) or
         ``"kvaerno5"`` (ESDIRK, L-stable, 5th order, Newton iterations).
     rtol, atol
