@@ -248,3 +248,44 @@ def test_cli_main_job():
         PROBLEMS["lorenz"].f, (0, 10), np.array([1.0, 0, 0]), rtol=1e-12, atol=1e-12
     ).y[-1]
     np.testing.assert_allclose(result["y_final"], reference, rtol=1e-4)
+
+
+# -- DETEST (Hull, Enright, Fellen & Sedgwick 1972): problems with closed-form solutions --
+def _kepler(e: float, t: float) -> np.ndarray:
+    """DETEST D: the two-body orbit of eccentricity e at time t (period 2π), exactly."""
+    E = t  # Kepler's equation E - e sin E = t, by Newton's method
+    for _ in range(50):
+        E -= (E - e * math.sin(E) - t) / (1 - e * math.cos(E))
+    r = 1 - e * math.cos(E)
+    w = math.sqrt(1 - e * e)
+    return np.array([math.cos(E) - e, w * math.sin(E), -math.sin(E) / r, w * math.cos(E) / r])
+
+
+def _two_body(t, y):
+    xp = anyxp.backend(like=y).xp
+    r3 = (y[0] ** 2 + y[1] ** 2) ** 1.5
+    return xp.stack([y[2], y[3], -y[0] / r3, -y[1] / r3])
+
+
+DETEST = {
+    "A2": (lambda t, y: -(y**3) / 2, [1.0], lambda t: [1 / math.sqrt(t + 1)]),
+    "A3": (lambda t, y: y * math.cos(t), [1.0], lambda t: [math.exp(math.sin(t))]),
+    "A4": (
+        lambda t, y: y / 4 * (1 - y / 20),
+        [1.0],
+        lambda t: [20 / (1 + 19 * math.exp(-t / 4))],
+    ),
+    **{
+        f"D{i}": (_two_body, list(_kepler(e, 0.0)), lambda t, e=e: _kepler(e, t))
+        for i, e in ((1, 0.1), (3, 0.5), (5, 0.9))
+    },
+}
+
+
+@pytest.mark.parametrize("method", ["tsit5", "dopri5", "dop853"])
+@pytest.mark.parametrize("name", sorted(DETEST))
+def test_detest_problems_are_solved_to_their_exact_solutions(name, method):
+    f, y0, exact = DETEST[name]
+    sol = solve(f, (0.0, 20.0), np.array(y0), method=method, rtol=1e-11, atol=1e-13)
+    assert sol.status == 0, sol.message
+    np.testing.assert_allclose(sol.y[-1], exact(20.0), rtol=1e-6, atol=1e-9)
