@@ -167,11 +167,28 @@ class Backend:
         p.text(repr(self))
 
     # -- arrays -----------------------------------------------------------------
+    @property
+    def complex_dtype(self) -> Any:
+        """The complex dtype of ``float_dtype``'s precision (complex64 below float64)."""
+        wide = self.float_dtype == self.xp.float64
+        return self.xp.complex128 if wide else self.xp.complex64
+
+    def _default_dtype(self, dtype: Any) -> Any:
+        """The dtype floating data of ``dtype`` takes here (``None``: keep it)."""
+        xp = self.xp
+        if xp.isdtype(dtype, "real floating"):
+            return self.float_dtype
+        if xp.isdtype(dtype, "complex floating"):
+            return self.complex_dtype
+        return None
+
     def asarray(self, obj: Any, dtype: Any = None, *, copy: bool | None = None) -> Any:
         """Return ``obj`` as a native array on this backend's device.
 
-        Floating data gets ``float_dtype`` unless ``dtype`` is given. Arrays of another
-        backend are moved through the host.
+        Real floating data gets ``float_dtype`` and complex data the complex dtype of the
+        same precision, unless ``dtype`` is given. Python scalars and (nested) lists are
+        read at that precision directly, never through a library's float32 default.
+        Arrays of another backend are moved through the host.
         """
         from anyxp.selection import name_of
 
@@ -180,19 +197,23 @@ class Backend:
         if other == self.name and copy is None and self.device_of(obj) in (None, self.device):
             # Already ours and in place: no round trip through asarray, which a traced
             # value (a JAX tracer under vmap) may not survive.
-            target = dtype
-            if target is None and xp.isdtype(obj.dtype, "real floating"):
-                target = self.float_dtype
+            target = dtype if dtype is not None else self._default_dtype(obj.dtype)
             return obj if target is None or obj.dtype == target else xp.astype(obj, target)
         if other is not None and other != self.name:
             from anyxp.selection import backend
 
             obj = backend(like=obj).to_numpy(obj)
         if dtype is None:
+            if other is None and not hasattr(obj, "dtype"):
+                # Python data: numpy reads literals exactly (float64, complex128), which
+                # tells the kind; the library then parses them at the target precision.
+                kind = np.asarray(obj).dtype.kind
+                if kind in "fc":
+                    dtype = self.float_dtype if kind == "f" else self.complex_dtype
+                    return xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
             arr = xp.asarray(obj, device=self.device, copy=copy)
-            if xp.isdtype(arr.dtype, "real floating") and arr.dtype != self.float_dtype:
-                arr = xp.astype(arr, self.float_dtype)
-            return arr
+            target = self._default_dtype(arr.dtype)
+            return arr if target is None or arr.dtype == target else xp.astype(arr, target)
         return xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
 
     def materialize(self, *arrays: Any) -> tuple[Any, ...]:
