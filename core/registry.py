@@ -1,32 +1,83 @@
 """The plugin manager: finds plugins through entry points, calls each in isolation.
 
 One broken plugin never breaks the others: its failure is recorded and shown by
-``anyxp list`` (``ANYXP_STRICT_PLUGINS=1`` turns it into an error). The environment
-variables ``ANYXP_PLUGINS`` (allow-list) and ``ANYXP_DISABLED_PLUGINS`` (deny-list) act on
-entry-point names before the plugin module is imported. ``numpy`` is the embedded default
-and cannot be disabled.
+``anyxp list`` (``ANYXP_STRICT_PLUGINS=1`` turns it into an error).
+
+**Built-in plugins** are the entry points of anyxp's own distribution (``anyxp``) whose
+modules live in ``anyxp.plugins``. They are told apart by where they come from, never by
+their entry-point name: a third-party entry point called ``numpy`` is a third-party plugin.
+
+**Blocking.** ``ANYXP_PLUGINS`` (allow-list) and ``ANYXP_DISABLED_PLUGINS`` (deny-list) are
+comma-separated entry-point names; they act before the plugin module is imported. A name
+that matches no entry point is warned about, and a value that holds no name (``" , "``) is
+ignored, never read as "block everything". Only anyxp's own ``numpy`` plugin, the default
+backend, cannot be blocked.
+
+**Who owns a name or an array type.** Every backend name, backend alias, comm name and
+array type belongs to at most one plugin:
+
+- claimed by one plugin, it is that plugin's;
+- claimed by a built-in and a third-party plugin, the built-in keeps it. A third-party
+  backend or comm whose *name* a built-in claims is ignored as a whole (its aliases and
+  array types too), so it can never stand in for the built-in;
+- claimed by two third-party plugins, it is nobody's: using the name, or
+  ``anyxp.backend(like=x)`` on such an array, raises :class:`~anyxp.PluginError` naming
+  both distributions. Uninstall one, or block one with ``ANYXP_DISABLED_PLUGINS``.
+
+An array type matches a declared type and its subclasses, so a built-in also keeps the
+subclasses of its own types. Two plugins declaring the same type name, or the same
+backend/comm name or alias, is reported when the registry is built (a warning and
+``anyxp list``; ``ANYXP_STRICT_PLUGINS=1`` makes it an error). The order in which plugins
+are discovered (``sys.path``) never decides anything.
+
+**Arrays nobody owns.** ``anyxp.backend(like=x)`` on an array (it has
+``__array_namespace__``, or ``dtype`` and ``shape``) that no enabled plugin owns raises
+:class:`~anyxp.BackendNotFoundError` instead of falling back to the default backend. The
+message names the blocked or broken plugin that would own it, found without importing it
+by matching the top-level module names of the array's type and bases against the plugin's
+entry-point name, module and distribution, and says how to unblock or fix it.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
-import os
+import re
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pluggy
 
 from anyxp import hookspecs
+from anyxp._env import env_flag, env_list
 from anyxp._warnings import warn_user
 from anyxp.errors import BackendNotFoundError, PluginError
 from anyxp.spec import BackendSpec, CommSpec
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "get_registry", "reload"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Conflict",
+    "PluginInfo",
+    "Provided",
+    "Registry",
+    "get_registry",
+    "reload",
+]
 
 ENTRY_POINT_GROUP = "anyxp"
+#: The distribution, and the package inside it, that the built-in plugins come from.
+BUILTIN_DISTRIBUTION = "anyxp"
+BUILTIN_PACKAGE = "anyxp.plugins"
+#: Built-in plugins that cannot be blocked: the default backend lives there.
 ALWAYS_ENABLED = frozenset({"numpy"})
+ALLOW_VAR = "ANYXP_PLUGINS"
+DENY_VAR = "ANYXP_DISABLED_PLUGINS"
+STRICT_VAR = "ANYXP_STRICT_PLUGINS"
+BLOCK_ONE = f"Uninstall one, or block one with {DENY_VAR}=<entry point name>."
+_IMPORT_FAILED = "import failed: "
 
 
 @dataclass(frozen=True)
@@ -38,7 +89,38 @@ class PluginInfo:
     version: str
     module: str
     error: str | None = None
-    blocked: bool = False
+    #: The variables that keep it from being imported (empty: not blocked).
+    blocked_by: tuple[str, ...] = ()
+    builtin: bool = False
+
+    @property
+    def blocked(self) -> bool:
+        """Whether ``ANYXP_PLUGINS`` or ``ANYXP_DISABLED_PLUGINS`` blocks this plugin."""
+        return bool(self.blocked_by)
+
+    def label(self) -> str:
+        """How messages name this plugin: its distribution and entry point."""
+        origin = "built-in, " if self.builtin else ""
+        return f"{self.distribution} ({origin}entry point {self.name!r})"
+
+    def unusable_reason(self) -> str | None:
+        """Why the plugin provides nothing (blocked or broken) and what to do, or ``None``."""
+        who = f"plugin {self.name!r} from distribution {self.distribution!r}"
+        if self.blocked_by:
+            steps = []
+            if DENY_VAR in self.blocked_by:
+                steps.append(f"remove {self.name!r} from {DENY_VAR}")
+            if ALLOW_VAR in self.blocked_by:
+                steps.append(f"add {self.name!r} to {ALLOW_VAR} (or unset it)")
+            return (
+                f"{who} is blocked by {' and '.join(self.blocked_by)}; "
+                f"{' and '.join(steps)} to enable it."
+            )
+        if self.error is not None:
+            detail = self.error.removeprefix(_IMPORT_FAILED)
+            what = "failed to import" if detail != self.error else "is broken"
+            return f"{who} {what}: {detail.rstrip('.')}. Fix or reinstall {self.distribution}."
+        return None
 
 
 @dataclass(frozen=True)
@@ -49,35 +131,123 @@ class Provided:
     plugin: PluginInfo
 
 
-def _env_list(var: str) -> frozenset[str] | None:
-    raw = os.environ.get(var)
-    if raw is None or not raw.strip():
-        return None
-    return frozenset(p.strip() for p in raw.split(",") if p.strip())
+@dataclass(frozen=True)
+class Conflict:
+    """Several plugins claiming one name or array type, and the one that keeps it."""
+
+    kind: str  # "backend", "comm" or "array type"
+    name: str
+    claimants: tuple[Provided, ...]
+    owner: Provided | None  # None: nobody owns it, and using it raises PluginError
+
+    def message(self) -> str:
+        """The conflict, who keeps the name, and what to do about it."""
+        who = " and ".join(p.plugin.label() for p in self.claimants)
+        head = f"{self.kind} {self.name!r} is claimed by more than one plugin: {who}"
+        if self.owner is None:
+            return f"{head}; anyxp refuses to guess. {BLOCK_ONE}"
+        others = sorted({p.plugin.distribution for p in self.claimants if p is not self.owner})
+        fix = "stop declaring it" if self.kind == "array type" else f"rename the {self.kind}"
+        return (
+            f"{head}; {self.owner.plugin.distribution} keeps it and the other claims are "
+            f"ignored. Uninstall {', '.join(others)}, or ask its maintainers to {fix}."
+        )
 
 
-def _strict() -> bool:
-    return os.environ.get("ANYXP_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes"}
+def _canonical(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
-def _entry_points() -> list[importlib.metadata.EntryPoint]:
-    seen: set[tuple[str, str]] = set()
-    eps = []
+def _info(ep: importlib.metadata.EntryPoint) -> PluginInfo:
+    dist = ep.dist.name if ep.dist is not None else "<unknown>"
+    version = ep.dist.version if ep.dist is not None else ""
+    module = ep.value.partition(":")[0].strip()
+    builtin = _canonical(dist) == BUILTIN_DISTRIBUTION and module.startswith(BUILTIN_PACKAGE + ".")
+    return PluginInfo(ep.name, dist, version, ep.value, builtin=builtin)
+
+
+def _entry_points() -> list[tuple[PluginInfo, importlib.metadata.EntryPoint]]:
+    """Every entry point of the group, built-ins first (so they register first)."""
+    seen: set[tuple[str, str, str]] = set()
+    found = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        # A distribution visible twice on sys.path lists its entry points twice.
-        key = (ep.name, ep.value)
+        info = _info(ep)
+        # A distribution visible twice on sys.path lists its entry points twice; another
+        # distribution repeating our entry point is a different plugin, so key on both.
+        key = (_canonical(info.distribution), ep.name, ep.value)
         if key not in seen:
             seen.add(key)
-            eps.append(ep)
-    return eps
+            found.append((info, ep))
+    return sorted(found, key=lambda pair: not pair[0].builtin)
 
 
-def _blocked(name: str, allow: frozenset[str] | None, deny: frozenset[str] | None) -> bool:
-    if name in ALWAYS_ENABLED:
-        return False
-    if allow is not None and name not in allow:
-        return True
-    return deny is not None and name in deny
+def _blocked_by(
+    info: PluginInfo, allow: frozenset[str] | None, deny: frozenset[str] | None
+) -> tuple[str, ...]:
+    if info.builtin and info.name in ALWAYS_ENABLED:
+        return ()
+    by = []
+    if allow is not None and info.name not in allow:
+        by.append(ALLOW_VAR)
+    if deny is not None and info.name in deny:
+        by.append(DENY_VAR)
+    return tuple(by)
+
+
+def _warn_unmatched(var: str, names: frozenset[str] | None, known: set[str]) -> None:
+    for name in sorted((names or frozenset()) - known):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        warn_user(
+            f"{var} names {name!r}, but no installed plugin has an entry point of that "
+            f"name; it has no effect.{hint} Entry points: {', '.join(sorted(known))}."
+        )
+
+
+def _library_names(info: PluginInfo) -> set[str]:
+    """Top-level module names a plugin's arrays are likely to come from (no import)."""
+    names = {info.name, info.module.partition(":")[0].partition(".")[0]}
+    names.add(_canonical(info.distribution).removeprefix("anyxp-").replace("-", "_"))
+    return names - {"anyxp", ""}
+
+
+def _qualname(tp: type) -> str:
+    return f"{tp.__module__}.{tp.__qualname__}"
+
+
+def _collect(function: Any, hook: str, kind: type) -> tuple[list[Any], list[str]]:
+    """Call one hook implementation; return its valid specs and what was wrong."""
+    try:
+        result: Any = function()
+    except Exception as exc:  # noqa: BLE001 -- a plugin's failure is reported, never fatal
+        return [], [f"{hook}() raised {type(exc).__name__}: {exc}"]
+    if isinstance(result, str | bytes | Mapping | BackendSpec | CommSpec) or not isinstance(
+        result, Iterable
+    ):
+        shown = repr(result) if len(repr(result)) <= 60 else repr(result)[:57] + "..."
+        return [], [
+            f"{hook}() returned {shown}: expected an iterable of {kind.__name__}, got "
+            f"{type(result).__name__}; return a list, e.g. [anyxp.{kind.__name__}(...)]"
+        ]
+    try:
+        items = list(result)
+    except Exception as exc:  # noqa: BLE001
+        return [], [f"iterating what {hook}() returned raised {type(exc).__name__}: {exc}"]
+    specs, errors = [], []
+    for spec in items:
+        if type(spec) is kind:
+            specs.append(spec)
+        else:
+            errors.append(f"{hook}() returned {spec!r}, expected anyxp.{kind.__name__}")
+    return specs, errors
+
+
+def _owner(claims: list[Provided]) -> Provided | None:
+    """The one claimant that owns a name: the only one, or the only built-in among them."""
+    if len(claims) == 1:
+        return claims[0]
+    builtins = [p for p in claims if p.plugin.builtin]
+    return builtins[0] if len(builtins) == 1 else None
 
 
 class Registry:
@@ -87,8 +257,16 @@ class Registry:
         self.plugins: list[PluginInfo] = []
         self.backends: dict[str, list[Provided]] = {}
         self.comms: dict[str, list[Provided]] = {}
-        self._aliases: dict[str, str] = {}
-        self._type_cache: dict[type, str | None] = {}
+        self.strict = env_flag(STRICT_VAR)
+        # kind -> name (or alias, or array type name) -> every spec claiming it
+        self._claims: dict[str, dict[str, list[Provided]]] = {
+            "backend": {},
+            "comm": {},
+            "array type": {},
+        }
+        self._type_cache: dict[type, str | tuple[Provided, ...] | None] = {}
+        # cached lists of specs: "backend"/"comm" owners, and "contenders" for types
+        self._lists: dict[str, list[Provided]] = {}
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
 
@@ -97,135 +275,305 @@ class Registry:
     def from_entry_points(cls) -> Registry:
         """Build the registry from the ``anyxp`` entry-point group and the environment."""
         reg = cls()
-        allow, deny = _env_list("ANYXP_PLUGINS"), _env_list("ANYXP_DISABLED_PLUGINS")
-        if deny and deny & ALWAYS_ENABLED:
+        allow, deny = env_list(ALLOW_VAR), env_list(DENY_VAR)
+        found = _entry_points()
+        names = {info.name for info, _ in found}
+        _warn_unmatched(ALLOW_VAR, allow, names)
+        _warn_unmatched(DENY_VAR, deny, names)
+        for name in sorted((deny or frozenset()) & ALWAYS_ENABLED):
+            others = [i.distribution for i, _ in found if i.name == name and not i.builtin]
+            blocked = f" (it blocks the entry point {name!r} of {', '.join(others)})"
             warn_user(
-                "ANYXP_DISABLED_PLUGINS names numpy, the embedded default backend, which "
-                "cannot be disabled; it stays enabled."
+                f"{DENY_VAR} names {name!r}: anyxp's own {name} plugin holds the default "
+                f"backend and cannot be disabled, so it stays enabled{blocked if others else ''}."
+                f" Remove {name!r} from {DENY_VAR} unless you mean to block a third party."
             )
-        for ep in _entry_points():
-            dist = ep.dist.name if ep.dist is not None else "<unknown>"
-            version = ep.dist.version if ep.dist is not None else ""
-            info = PluginInfo(ep.name, dist, version, ep.value)
-            if _blocked(ep.name, allow, deny):
-                reg.plugins.append(PluginInfo(ep.name, dist, version, ep.value, blocked=True))
+        for info, ep in found:
+            blocked_by = _blocked_by(info, allow, deny)
+            if blocked_by:
+                reg.plugins.append(replace(info, blocked_by=blocked_by))
                 continue
             try:
                 module = ep.load()
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                reg._fail(info, f"import failed: {type(exc).__name__}: {exc}")
+                reg._fail(info, f"{_IMPORT_FAILED}{type(exc).__name__}: {exc}")
                 continue
             reg.register(module, info)
         return reg
 
     def _fail(self, info: PluginInfo, error: str) -> None:
-        if _strict():
+        if self.strict:
             raise PluginError(
                 f"plugin {info.name!r} from distribution {info.distribution!r} is broken: "
-                f"{error}. Unset ANYXP_STRICT_PLUGINS to skip it, or fix or uninstall "
+                f"{error}. Unset {STRICT_VAR} to skip it, or fix or uninstall "
                 f"{info.distribution}."
             )
-        self.plugins.append(
-            PluginInfo(info.name, info.distribution, info.version, info.module, error=error)
-        )
+        self.plugins.append(replace(info, error=error))
 
     def register(self, module: Any, info: PluginInfo) -> None:
         """Register one plugin object and collect its specs, isolating its failures."""
         try:
-            self.pm.register(module, name=info.name)
+            # Keyed by distribution too: two distributions may use one entry-point name.
+            self.pm.register(module, name=f"{info.distribution}:{info.name}")
         except Exception as exc:  # noqa: BLE001
             self._fail(info, f"registration failed: {type(exc).__name__}: {exc}")
             return
-        errors = []
-        for hook, kind, table in (
-            (self.pm.hook.anyxp_backends, BackendSpec, self.backends),
-            (self.pm.hook.anyxp_comms, CommSpec, self.comms),
+        errors: list[str] = []
+        clashes: list[tuple[str, str]] = []
+        for hook, kind in (
+            (self.pm.hook.anyxp_backends, BackendSpec),
+            (self.pm.hook.anyxp_comms, CommSpec),
         ):
             for impl in hook.get_hookimpls():
-                if impl.plugin is not module:
-                    continue
-                try:
-                    result: Any = impl.function()
-                except Exception as exc:  # noqa: BLE001
-                    errors.append(f"{hook.name}() raised {type(exc).__name__}: {exc}")
-                    continue
-                if isinstance(result, BackendSpec | CommSpec) or not hasattr(result, "__iter__"):
-                    errors.append(f"{hook.name}() must return a list of specs, got {result!r}")
-                    continue
-                specs = list(result)
-                for spec in specs:
-                    if type(spec) is not kind:
-                        errors.append(
-                            f"{hook.name}() returned {spec!r}, expected anyxp.{kind.__name__}"
-                        )
-                        continue
-                    table.setdefault(spec.name, []).append(Provided(spec, info))
-                    for alias in getattr(spec, "aliases", ()):
-                        self._aliases.setdefault(alias, spec.name)
+                if impl.plugin is module:
+                    specs, problems = _collect(impl.function, hook.name, kind)
+                    errors += problems
+                    for spec in specs:
+                        clashes += self._add(Provided(spec, info))
+        if clashes:
+            self._report_clashes(info, clashes)
         if errors:
             self._fail(info, "; ".join(errors))
         else:
             self.plugins.append(info)
 
-    # -- lookup ---------------------------------------------------------------
-    def _one(self, table: dict[str, list[Provided]], name: str, kind: str) -> Provided:
-        if table is self.backends:
-            name = self._aliases.get(name, name)
-        providers = table.get(name)
-        if not providers:
-            raise BackendNotFoundError(name, table.keys(), kind=kind)
-        if len(providers) > 1:
-            who = " and ".join(
-                f"{p.plugin.distribution} (entry point {p.plugin.name!r})" for p in providers
-            )
-            raise PluginError(
-                f"{kind} {name!r} is provided by more than one plugin: {who}. Uninstall one, "
-                "or block one with ANYXP_DISABLED_PLUGINS=<entry point name>."
-            )
-        return providers[0]
+    def _add(self, provided: Provided) -> list[tuple[str, str]]:
+        """Record a spec and its claims; return the ``(kind, name)`` claimed before."""
+        spec = provided.spec
+        kind = "backend" if isinstance(spec, BackendSpec) else "comm"
+        (self.backends if kind == "backend" else self.comms).setdefault(spec.name, []).append(
+            provided
+        )
+        claims = [(kind, n) for n in dict.fromkeys((spec.name, *getattr(spec, "aliases", ())))]
+        claims += [("array type", t) for t in dict.fromkeys(getattr(spec, "array_types", ()))]
+        clashes = []
+        for kind_, name in claims:
+            claimants = self._claims[kind_].setdefault(name, [])
+            claimants.append(provided)
+            if len(claimants) > 1:
+                clashes.append((kind_, name))
+        self._type_cache.clear()
+        self._lists.clear()
+        return clashes
 
+    def _report_clashes(self, info: PluginInfo, clashes: list[tuple[str, str]]) -> None:
+        """One warning (an error in strict mode) for everything a plugin claims twice."""
+        parts, builtin_keeps_all = [], True
+        for kind, name in clashes:
+            c = self._conflict(kind, name, self._claims[kind][name])
+            others = ", ".join(p.plugin.label() for p in c.claimants if p.plugin is not info)
+            others = others or "another of its own specs"
+            if c.owner is None:
+                keeper = "nobody keeps it, so using it raises PluginError"
+            else:
+                keeper = f"{c.owner.plugin.distribution} keeps it"
+            builtin_keeps_all &= c.owner is not None and c.owner.plugin.builtin
+            parts.append(f"{kind} {name!r}, also claimed by {others}: {keeper}")
+        if builtin_keeps_all:
+            step = (
+                f"anyxp's built-ins keep them and these claims are ignored. Uninstall "
+                f"{info.distribution}, or block it with {DENY_VAR}={info.name}."
+            )
+        else:
+            step = f"Uninstall one of them, or block one with {DENY_VAR}=<entry point name>."
+        message = (
+            f"plugin {info.name!r} from distribution {info.distribution!r} claims what "
+            f"another plugin already claims ({'; '.join(parts)}). {step} "
+            "`anyxp list` shows every conflict."
+        )
+        if self.strict:
+            raise PluginError(
+                f"{message} {STRICT_VAR} makes this an error; unset it to let anyxp apply "
+                "its ownership rule (a built-in keeps its names and array types) and go on."
+            )
+        warn_user(message)
+
+    # -- who owns what --------------------------------------------------------
+    def _shadowed(self, kind: str, provided: Provided) -> bool:
+        """Whether a built-in claims this third-party spec's name, so it is ignored."""
+        return not provided.plugin.builtin and any(
+            p.plugin.builtin for p in self._claims[kind].get(provided.spec.name, ())
+        )
+
+    def _candidates(self, kind: str, name: str) -> list[Provided]:
+        return [p for p in self._claims[kind].get(name, ()) if not self._shadowed(kind, p)]
+
+    def _conflict(self, kind: str, name: str, claims: list[Provided]) -> Conflict:
+        if kind == "array type":
+            live = [p for p in claims if not self._shadowed("backend", p)]
+        else:
+            live = self._candidates(kind, name)
+        return Conflict(kind, name, tuple(claims), _owner(live))
+
+    @property
+    def conflicts(self) -> list[Conflict]:
+        """Every name or array type that more than one plugin claims, and who keeps it."""
+        return [
+            self._conflict(kind, name, claims)
+            for kind, table in self._claims.items()
+            for name, claims in table.items()
+            if len(claims) > 1
+        ]
+
+    def provider(self, name: str, *, kind: str = "backend") -> Provided:
+        """Return the spec (and its plugin) that owns the backend or comm ``name``.
+
+        Raises :class:`BackendNotFoundError` when no enabled plugin provides it (naming
+        the blocked or broken plugin of that name, if any), and :class:`PluginError`
+        when two third-party plugins claim it.
+        """
+        candidates = self._candidates(kind, name)
+        if not candidates:
+            raise self._not_found(kind, name)
+        owner = _owner(candidates)
+        if owner is None:
+            who = " and ".join(p.plugin.label() for p in candidates)
+            raise PluginError(
+                f"{kind} {name!r} is provided by more than one plugin: {who}. {BLOCK_ONE}"
+            )
+        return owner
+
+    def owners(self, kind: str = "backend") -> list[Provided]:
+        """The specs (``kind`` ``"backend"`` or ``"comm"``) that own their name, by name.
+
+        These are the usable ones: a spec whose name a built-in keeps, or that shares its
+        name with another third-party spec, is left out.
+        """
+        try:
+            return self._lists[kind]
+        except KeyError:
+            pass
+        table = self.backends if kind == "backend" else self.comms
+        live = [
+            p
+            for name in sorted(table)
+            for p in table[name]
+            if _owner(self._candidates(kind, name)) is p
+        ]
+        self._lists[kind] = live
+        return live
+
+    def _not_found(self, kind: str, name: str) -> BackendNotFoundError:
+        known = [p.spec.name for p in self.owners(kind)]
+        idle = [p for p in self.plugins if name in _library_names(p) and p.unusable_reason()]
+        reason = None
+        if idle:
+            reason = f"{kind} {name!r} is not registered: " + " ".join(
+                str(p.unusable_reason()) for p in idle
+            )
+        return BackendNotFoundError(name, known, kind=kind, reason=reason)
+
+    # -- lookup ---------------------------------------------------------------
     def backend_spec(self, name: str) -> BackendSpec:
         """Return the spec of the backend called ``name`` (or one of its aliases)."""
-        spec: BackendSpec = self._one(self.backends, name, "backend").spec
+        spec: BackendSpec = self.provider(name, kind="backend").spec
         return spec
 
     def comm_spec(self, name: str) -> CommSpec:
         """Return the spec of the comm called ``name``."""
-        spec: CommSpec = self._one(self.comms, name, "comm").spec
+        spec: CommSpec = self.provider(name, kind="comm").spec
         return spec
 
     def available_backends(self) -> list[str]:
-        """Sorted names of the backends that can run here (and that one plugin provides)."""
-        return sorted(
-            name
-            for name, provided in self.backends.items()
-            if len(provided) == 1 and provided[0].spec.unavailable_reason() is None
-        )
+        """Sorted names of the backends that can run here (and that one plugin owns)."""
+        return [p.spec.name for p in self.owners("backend") if p.spec.unavailable_reason() is None]
 
     def providers(self, capability: str) -> list[str]:
-        """Names of the registered backends and comms that declare ``capability``."""
+        """Names of the usable backends and comms that declare ``capability``."""
         return sorted(
-            name
-            for table in (self.backends, self.comms)
-            for name, provided in table.items()
-            if any(capability in p.spec.capabilities for p in provided)
+            p.spec.name
+            for kind in ("backend", "comm")
+            for p in self.owners(kind)
+            if capability in p.spec.capabilities
         )
 
     def name_for_type(self, tp: type) -> str | None:
-        """Return the backend owning arrays of type ``tp``, importing nothing."""
+        """Return the backend owning arrays of type ``tp``, importing nothing.
+
+        ``None`` when no enabled plugin owns it. Raises :class:`PluginError` when two
+        third-party plugins claim it (see the module docstring for the rule).
+        """
         try:
-            return self._type_cache[tp]
+            found = self._type_cache[tp]
+        except KeyError:
+            found = self._type_cache[tp] = self._type_owner(tp)
+        if isinstance(found, tuple):
+            who = " and ".join(f"backend {p.spec.name!r} from {p.plugin.label()}" for p in found)
+            raise PluginError(
+                f"arrays of type {_qualname(tp)} are claimed by more than one plugin: {who}; "
+                f"anyxp refuses to guess. {BLOCK_ONE}"
+            )
+        return found
+
+    def _contenders(self) -> list[Provided]:
+        """The backend specs that may own array types: all but those a built-in shadows."""
+        try:
+            return self._lists["contenders"]
         except KeyError:
             pass
-        found = None
-        for name, provided in self.backends.items():
-            if any(_owns(qual, tp) for p in provided for qual in p.spec.array_types):
-                found = name
-                break
-        self._type_cache[tp] = found
+        found = [
+            p
+            for name in sorted(self.backends)
+            for p in self.backends[name]
+            if not self._shadowed("backend", p)
+        ]
+        self._lists["contenders"] = found
         return found
+
+    def _type_owner(self, tp: type) -> str | tuple[Provided, ...] | None:
+        matches = [p for p in self._contenders() if _declares(p, tp)]
+        if not matches:
+            return None
+        owner = _owner(matches)
+        # A name two third parties share resolves to PluginError later, naming both.
+        return tuple(matches) if owner is None else str(owner.spec.name)
+
+    def unowned_type_error(self, tp: type) -> BackendNotFoundError:
+        """The error for an array of type ``tp`` that no enabled plugin owns, saying why."""
+        qual = _qualname(tp)
+        tops = {c.__module__.partition(".")[0] for c in tp.__mro__} - {"builtins"}
+        idle = [p for p in self.plugins if p.unusable_reason()]
+        related = [p for p in idle if _library_names(p) & tops]
+        convert = "or convert the arrays first (e.g. numpy.asarray(x))."
+        ignored = [
+            p
+            for provided in self.backends.values()
+            for p in provided
+            if self._shadowed("backend", p) and _declares(p, tp)
+        ]
+        if ignored:
+            reason = f"no enabled plugin owns arrays of type {qual}: " + " ".join(
+                f"backend {p.spec.name!r} from {p.plugin.label()} declares it but is ignored, "
+                f"because anyxp's built-in keeps the name {p.spec.name!r}; uninstall "
+                f"{p.plugin.distribution}, or ask its maintainers to rename the backend."
+                for p in ignored
+            )
+        elif related:
+            reason = f"no enabled plugin owns arrays of type {qual}: " + " ".join(
+                str(p.unusable_reason()) for p in related
+            )
+            reason += f" Otherwise {convert}"
+        elif idle:
+            listed = "; ".join(f"{p.name!r} ({', '.join(p.blocked_by) or 'broken'})" for p in idle)
+            reason = (
+                f"no enabled plugin owns arrays of type {qual}; it may belong to a plugin "
+                f"that is blocked or broken: {listed}. Enable or fix that plugin, install "
+                f"one for {', '.join(sorted(tops))}, {convert}"
+            )
+        else:
+            reason = (
+                f"no installed plugin owns arrays of type {qual}. Install an anyxp plugin "
+                f"for {', '.join(sorted(tops))}, pass backend=<name>, {convert}"
+            )
+        known = [p.spec.name for p in self.owners("backend")]
+        return BackendNotFoundError(qual, known, kind="backend", reason=reason)
+
+
+def _declares(provided: Provided, tp: type) -> bool:
+    """Whether a backend spec declares ``tp`` (or a base of it) among its array types."""
+    return any(_owns(qual, tp) for qual in provided.spec.array_types)
 
 
 def _owns(qualname: str, tp: type) -> bool:

@@ -1,7 +1,9 @@
 """Choosing a backend: ``anyxp.backend(...)`` and the ``anyxp.use(...)`` context.
 
 Order: an explicit name > the library of the ``like`` arrays > the innermost
-``anyxp.use(...)`` > the ``ANYXP_BACKEND`` environment variable > ``numpy``.
+``anyxp.use(...)`` > the ``ANYXP_BACKEND`` environment variable > ``numpy``. ``like``
+never falls through: an array that no enabled plugin owns is an error (see
+:mod:`anyxp.registry` for who owns what).
 """
 
 from __future__ import annotations
@@ -37,10 +39,18 @@ def _clear() -> None:
 
 
 def name_of(x: Any) -> str | None:
-    """Return the name of the backend owning array ``x``, or ``None`` for a non-array."""
+    """Return the name of the backend owning array ``x``, or ``None`` if no enabled one does.
+
+    Raises :class:`~anyxp.PluginError` when two third-party plugins claim its type.
+    """
     if type(x) in _NOT_ARRAYS:
         return None
     return get_registry().name_for_type(type(x))
+
+
+def _looks_like_array(x: Any) -> bool:
+    """Whether ``x`` is an array of some library (known to anyxp or not)."""
+    return hasattr(x, "__array_namespace__") or (hasattr(x, "dtype") and hasattr(x, "shape"))
 
 
 def _names_in(like: Any, found: dict[str, type]) -> None:
@@ -54,6 +64,10 @@ def _names_in(like: Any, found: dict[str, type]) -> None:
         name = name_of(like)
         if name is not None:
             found.setdefault(name, type(like))
+        elif _looks_like_array(like):
+            # An array no enabled plugin owns: falling back to the default backend would
+            # silently compute with another library (a blocked torch's tensors on numpy).
+            raise get_registry().unowned_type_error(type(like))
 
 
 def _first_array(like: Any, name: str) -> Any:
@@ -167,7 +181,9 @@ def backend(
         A :class:`Backend` is returned as it is.
     like
         An array, or a (nested) list, tuple or dict of arrays: the backend owning them
-        is chosen, on their device, with their floating dtype.
+        is chosen, on their device, with their floating dtype. An array that no enabled
+        plugin owns raises :class:`~anyxp.BackendNotFoundError` (naming the blocked or
+        broken plugin that would own it), never falls back to the default.
     device, dtype
         The device and default floating dtype (``"float32"``, ``"float64"`` or a native
         dtype). ``dtype="float64"`` on JAX turns on JAX's process-wide x64 mode.

@@ -164,3 +164,197 @@ def test_missing_library_names_the_install_command(site):
     assert "pip install no-such-array-library-xyz" in out.stderr
     row = next(b for b in list_json(site)["backends"] if b["name"] == "needs")
     assert not row["available"] and "no_such_array_library_xyz" in row["unavailable_reason"]
+
+
+# -- built-ins are anyxp's own, whatever a third party names its entry point ---------------
+IMPOSTOR = """
+import pathlib
+pathlib.Path("impostor_was_imported").write_text("yes")
+import anyxp
+
+@anyxp.hookimpl
+def anyxp_backends():
+    return [
+        anyxp.BackendSpec(name="numpy", factory="impostor:create", aliases=("fastnp",),
+                          array_types=("numpy.ndarray",), capabilities={"arrays"}),
+        anyxp.BackendSpec(name="np", factory="impostor:create", capabilities={"arrays"}),
+    ]
+
+@anyxp.hookimpl
+def anyxp_comms():
+    return [anyxp.CommSpec(name="local", factory="impostor:create")]
+
+def create(*args, **kwargs):
+    raise RuntimeError("the impostor was used")
+"""
+
+WHO_ANSWERS = """
+import json
+import numpy as np
+import anyxp
+answers = {
+    "default": anyxp.backend().spec.factory,
+    "name": anyxp.backend("numpy").spec.factory,
+    "alias": anyxp.backend("np").spec.factory,
+    "like": anyxp.backend(like=np.ones(2)).spec.factory,
+    "comm": type(anyxp.backend("numpy", comm="local").comm).__module__,
+    "available": anyxp.get_registry().available_backends(),
+}
+print(json.dumps(answers))
+"""
+
+
+def add_impostor(site) -> None:
+    site.add("impostor-numpy", {"numpy": "impostor"}, {"impostor": IMPOSTOR})
+
+
+def test_third_party_numpy_never_replaces_the_builtin(site):
+    # The site comes first on sys.path, so the impostor is discovered before anyxp.
+    add_impostor(site)
+    out = site.run("-c", WHO_ANSWERS)
+    assert out.returncode == 0, out.stderr
+    answers = json.loads(out.stdout)
+    ours = "anyxp.plugins.numpy._backend:create"
+    assert [answers[k] for k in ("default", "name", "alias", "like")] == [ours] * 4
+    assert answers["comm"].startswith("anyxp.") and "numpy" in answers["available"]
+    assert "impostor-numpy" in out.stderr  # reported when the registry is built
+    table = list_json(site)
+    owners = {(c["kind"], c["name"]): c["owner"] for c in table["conflicts"]}
+    assert owners[("backend", "numpy")] == "anyxp"
+    assert owners[("backend", "np")] == "anyxp" and owners[("comm", "local")] == "anyxp"
+    assert owners[("array type", "numpy.ndarray")] == "anyxp"
+    rows = [b for b in table["backends"] if b["name"] == "numpy"]
+    assert {(r["distribution"], r["in_use"]) for r in rows} == {
+        ("anyxp", True),
+        ("impostor-numpy", False),
+    }
+    assert all("conflict" in r for r in rows)
+    strict = site.run("-c", "import anyxp; anyxp.backend()", ANYXP_STRICT_PLUGINS="1")
+    assert strict.returncode != 0
+    assert "PluginError" in strict.stderr and "impostor-numpy" in strict.stderr
+
+
+def test_a_third_party_entry_point_named_numpy_can_be_disabled(site):
+    add_impostor(site)
+    out = site.run("-W", "always", "-c", WHO_ANSWERS, ANYXP_DISABLED_PLUGINS="numpy,torch")
+    assert out.returncode == 0, out.stderr
+    assert not (site.root / "impostor_was_imported").exists()
+    assert json.loads(out.stdout)["default"] == "anyxp.plugins.numpy._backend:create"
+    assert "cannot be disabled" in out.stderr
+    plugins = list_json(site, ANYXP_DISABLED_PLUGINS="numpy")["plugins"]
+    state = {(p["distribution"], p["name"]): (p["builtin"], p["blocked"]) for p in plugins}
+    assert state[("impostor-numpy", "numpy")] == (False, True)
+    assert state[("anyxp", "numpy")] == (True, False)
+
+
+def test_builtin_plugins_are_named_after_their_library():
+    """Blocked built-ins are recognised from an array's module without importing them."""
+    import anyxp
+
+    reg = anyxp.get_registry()
+    builtins = [p for p in reg.owners("backend") if p.plugin.builtin]
+    assert {p.spec.name for p in builtins} >= {"numpy", "torch", "jax", "dask"}
+    for p in builtins:
+        assert p.plugin.name in {t.partition(".")[0] for t in p.spec.array_types}, p
+
+
+# -- overlapping array types ----------------------------------------------------------------
+def typed(name: str, module: str, types: tuple[str, ...]) -> str:
+    return toy(name, module).replace(f'("{module}.ToyArray",)', repr(types))
+
+
+def test_overlapping_types_are_reported_and_a_builtin_keeps_its_own(site):
+    site.add(
+        "npfast-dist",
+        {"npfast": "npfast"},
+        {"npfast": typed("npfast", "npfast", ("numpy.ndarray", "numpy.ma.MaskedArray"))},
+    )
+    code = (
+        "import numpy as np, anyxp; "
+        "print(anyxp.backend(like=np.ones(2)).name, anyxp.backend(like=np.ma.ones(2)).name)"
+    )
+    out = site.run("-c", code)
+    assert out.stdout.split() == ["numpy", "numpy"], out.stderr
+    assert "'numpy.ndarray'" in out.stderr and "npfast-dist" in out.stderr  # the warning
+    conflicts = list_json(site)["conflicts"]
+    assert [(c["kind"], c["name"], c["owner"]) for c in conflicts] == [
+        ("array type", "numpy.ndarray", "anyxp")
+    ]
+    strict = site.run("-c", code, ANYXP_STRICT_PLUGINS="1")
+    assert strict.returncode != 0 and "npfast-dist" in strict.stderr
+
+
+def test_two_third_parties_claiming_one_type_refuse_to_guess(site):
+    shared = "class Array:\n    dtype = 'float64'\n    shape = (2,)\n"
+    site.add(
+        "alpha-dist", {"alpha": "alpha"}, {"alpha": typed("alpha", "alpha", ("shared.Array",))}
+    )
+    site.add(
+        "beta-dist",
+        {"beta": "beta"},
+        {"beta": typed("beta", "beta", ("shared.Array",)), "shared": shared},
+    )
+    out = site.run("-c", "import anyxp, shared; anyxp.backend(like=shared.Array())")
+    assert out.returncode != 0
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith("anyxp.errors.PluginError") and "shared.Array" in error
+    assert "alpha-dist" in error and "beta-dist" in error
+    ok = site.run("-c", "import anyxp; print(anyxp.backend('beta').name)")
+    assert ok.stdout.strip() == "beta", ok.stderr
+    assert "alpha-dist" in ok.stderr and "beta-dist" in ok.stderr  # reported at registration
+
+
+# -- reports that say what happened, once ---------------------------------------------------
+def test_a_hook_returning_a_string_is_reported_once(site):
+    site.add(
+        "string-dist",
+        {"stringy": "stringy"},
+        {
+            "stringy": """
+                import anyxp
+                @anyxp.hookimpl
+                def anyxp_backends():
+                    return "numpy but as a string"
+            """
+        },
+    )
+    error = next(p["error"] for p in list_json(site)["plugins"] if p["name"] == "stringy")
+    assert "expected an iterable of BackendSpec, got str" in error
+    assert error.count("expected") == 1, error
+
+
+def test_a_broken_or_blocked_plugin_is_named_not_unknown(site):
+    site.add("anyxp-mylib", {"mylib": "anyxp_mylib"}, {"anyxp_mylib": BROKEN})
+    said = "plugin 'mylib' from distribution 'anyxp-mylib' failed to import"
+    check = site.run("-m", "anyxp", "check", "mylib")
+    assert check.returncode == 2
+    assert said in check.stderr and "broken on purpose" in check.stderr
+    assert "unknown backend" not in check.stderr
+    by_name = site.run("-c", "import anyxp; anyxp.backend('mylib')")
+    assert "BackendNotFoundError" in by_name.stderr and said in by_name.stderr
+    blocked = site.run("-c", "import anyxp; anyxp.backend('mylib')", ANYXP_DISABLED_PLUGINS="mylib")
+    assert "blocked by ANYXP_DISABLED_PLUGINS" in blocked.stderr
+    assert "remove 'mylib' from ANYXP_DISABLED_PLUGINS" in blocked.stderr
+
+
+def test_strict_flag_reads_any_boolean_spelling(site):
+    site.add("broken-dist", {"broken": "broken_plugin"}, {"broken_plugin": BROKEN})
+    code = "import anyxp; anyxp.backend('numpy')"
+    for value in ("On", "TRUE", "yes"):
+        out = site.run("-c", code, ANYXP_STRICT_PLUGINS=value)
+        assert out.returncode != 0 and "PluginError" in out.stderr, value
+    odd = site.run("-c", code, ANYXP_STRICT_PLUGINS="maybe")
+    assert odd.returncode == 0 and "ANYXP_STRICT_PLUGINS='maybe' is not a boolean" in odd.stderr
+
+
+def test_plugin_lists_warn_on_names_no_entry_point_has(site):
+    out = site.run("-c", "import anyxp; anyxp.backend()", ANYXP_DISABLED_PLUGINS="trch")
+    assert out.returncode == 0, out.stderr
+    assert "ANYXP_DISABLED_PLUGINS names 'trch'" in out.stderr
+    assert "Did you mean 'torch'?" in out.stderr
+
+
+def test_an_allow_list_of_no_names_blocks_nothing(site):
+    table = list_json(site, ANYXP_PLUGINS=" , ,")
+    assert not [p["name"] for p in table["plugins"] if p["blocked"]]
+    assert {"numpy", "torch", "jax"} <= {b["name"] for b in table["backends"]}

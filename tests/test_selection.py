@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import textwrap
 import threading
 
 import numpy as np
@@ -172,3 +174,90 @@ def test_unhashable_devices_are_cached_by_a_stand_in():
     token = _token(Device())
     assert hash(token) == hash(_token(Device()))
     assert _token("cpu") == "cpu"
+
+
+# -- arrays no enabled plugin owns never fall through to numpy ------------------------------
+class ForeignArray:
+    """An array of a library no plugin knows: it has the standard's namespace hook."""
+
+    def __array_namespace__(self, api_version=None):
+        raise AssertionError("anyxp must not use an unknown library's namespace")
+
+
+class ShapedThing:
+    dtype = "float64"
+    shape = (2,)
+
+
+def test_like_an_unknown_library_is_an_error_not_numpy():
+    for foreign in (ForeignArray(), ShapedThing(), (np.ones(2), ShapedThing())):
+        with pytest.raises(anyxp.BackendNotFoundError) as info:
+            anyxp.backend(like=foreign)
+        assert "test_selection." in str(info.value) and "anyxp list" in str(info.value)
+        assert "numpy.asarray" in str(info.value)
+    assert anyxp.backend(like=[object(), 1.0]).name == "numpy"  # not arrays: ignored
+
+
+LIKE_OUTCOMES = """
+import json
+import anyxp
+
+def outcome(call):
+    try:
+        return call()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+results = {}
+"""
+
+
+def like_outcomes(site, code: str, **env: str) -> dict:
+    out = site.run(
+        "-c", LIKE_OUTCOMES + textwrap.dedent(code) + "\nprint(json.dumps(results))", **env
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_arrays_of_a_blocked_builtin_name_the_variable(site):
+    code = """
+        import jax.numpy as jnp
+        import torch
+        from anyxp.ode import solve
+        results["torch"] = outcome(lambda: anyxp.backend(like=torch.ones(2)).name)
+        results["jax"] = outcome(lambda: anyxp.backend(like=jnp.ones(2)).name)
+        results["solve"] = outcome(lambda: type(solve(lambda t, y: -y, (0.0, 1.0), torch.ones(2)).y).__module__)
+    """
+    denied = like_outcomes(site, code, ANYXP_DISABLED_PLUGINS="torch,jax")
+    for key, name in (("torch", "torch"), ("jax", "jax"), ("solve", "torch")):
+        assert denied[key].startswith("BackendNotFoundError"), denied[key]
+        assert f"remove {name!r} from ANYXP_DISABLED_PLUGINS" in denied[key]
+    allowed = like_outcomes(site, code, ANYXP_PLUGINS="numpy")
+    assert allowed["torch"].startswith("BackendNotFoundError")
+    assert "add 'torch' to ANYXP_PLUGINS" in allowed["torch"]
+
+
+def test_arrays_of_a_broken_or_blocked_third_party_say_so(site):
+    site.add(
+        "anyxp-toylib",
+        {"toylib": "anyxp_toylib"},
+        {
+            "anyxp_toylib": "raise RuntimeError('this plugin is broken on purpose')",
+            "toylib": "class Array:\n    dtype = 'float64'\n    shape = (2,)\n",
+            "otherlib": "class Array:\n    dtype = 'float64'\n    shape = (2,)\n",
+        },
+    )
+    code = """
+        import toylib, otherlib
+        results["toylib"] = outcome(lambda: anyxp.backend(like=toylib.Array()).name)
+        results["otherlib"] = outcome(lambda: anyxp.backend(like=otherlib.Array()).name)
+    """
+    broken = like_outcomes(site, code)
+    assert "plugin 'toylib' from distribution 'anyxp-toylib' failed to import" in broken["toylib"]
+    assert "broken on purpose" in broken["toylib"]
+    blocked = like_outcomes(site, code, ANYXP_DISABLED_PLUGINS="toylib")
+    assert "blocked by ANYXP_DISABLED_PLUGINS" in blocked["toylib"]
+    # An array that no plugin's name points at still says that some plugins are blocked.
+    assert blocked["otherlib"].startswith("BackendNotFoundError")
+    assert "'toylib' (ANYXP_DISABLED_PLUGINS)" in blocked["otherlib"]

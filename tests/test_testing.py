@@ -167,3 +167,25 @@ def test_fixture_honours_the_backend_option(tmp_path):
     out = run_project(tmp_path, "--anyxp-backend", "torch")
     assert out.returncode == 0, out.stdout[-3000:]
     assert "test_sum[torch] PASSED" in out.stdout and "test_sum[numpy]" not in out.stdout
+
+
+def test_fixture_keeps_the_builtin_numpy_when_a_third_party_claims_it(site):
+    """A third-party backend named numpy must neither replace nor drop the built-in one."""
+    site.add(
+        "impostor-numpy",
+        {"numpy": "impostor"},
+        {
+            "impostor": """
+                import anyxp
+                @anyxp.hookimpl
+                def anyxp_backends():
+                    return [anyxp.BackendSpec(name="numpy", factory="impostor:create",
+                                              capabilities={"arrays"})]
+                def create(*args, **kwargs):
+                    raise RuntimeError("the impostor was used")
+            """
+        },
+    )
+    (site.root / "test_project.py").write_text(textwrap.dedent(PROJECT_TEST))
+    out = site.run("-m", "pytest", "-v", "-p", "no:cacheprovider", "-k", "sum", "test_project.py")
+    assert "test_sum[numpy] PASSED" in out.stdout, out.stdout[-3000:]
