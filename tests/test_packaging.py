@@ -43,6 +43,8 @@ def test_wheel_matches_the_import_tree(tmp_path):
     sources = {p for p in ROOT.glob("core/**/*.py")} | {p for p in ROOT.glob("plugins/**/*.py")}
     sources |= {p for p in ROOT.glob("conformance/*.py")}
     assert len([m for m in modules if m.startswith("anyxp")]) == len(sources)
+    # PEP 561: type checkers read anyxp's hints from the installed wheel.
+    assert "anyxp/py.typed" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[anyxp]" in text and "numpy = anyxp.plugins.numpy" in text
