@@ -25,13 +25,18 @@ _FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
 def resolve_dtype(spec: BackendSpec, xp: ModuleType, dtype: Any, device: Any = None) -> Any:
     """Return the native floating dtype for ``dtype`` (a name, a native dtype or ``None``).
 
-    ``None`` gives the library's own default floating dtype.
+    ``None`` gives float64 where the backend declares it and its library can make float64
+    arrays now, else the library's default: numerics do not depend on a library's mutable
+    global default (``torch.set_default_dtype``). JAX makes float64 only in x64 mode, which
+    only an explicit ``dtype="float64"`` turns on.
     """
     if dtype is None:
+        if "float64" in spec.capabilities and _makes_float64(xp, device):
+            return np.dtype("float64") if xp.float64 is np.float64 else xp.float64
         try:
             return xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
         except (AttributeError, TypeError):
-            return xp.float64 if "float64" in spec.capabilities else xp.float32
+            return xp.float32
     if isinstance(dtype, str):
         if dtype not in _FLOAT_NAMES or not hasattr(xp, dtype):
             raise ValueError(
@@ -48,6 +53,18 @@ def resolve_dtype(spec: BackendSpec, xp: ModuleType, dtype: Any, device: Any = N
 
         raise UnsupportedError(spec.name, "float64", get_registry().providers("float64"))
     return dtype
+
+
+def _makes_float64(xp: ModuleType, device: Any) -> bool:
+    """Whether ``xp`` holds float64 arrays now (JAX outside x64 mode makes float32)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JAX warns that it truncates to float32
+        try:
+            return bool(xp.zeros((1,), dtype=xp.float64, device=device).dtype == xp.float64)
+        except Exception:  # noqa: BLE001 - a library may refuse float64 on this device
+            return False
 
 
 def resolve_device(spec: BackendSpec, xp: ModuleType, device: Any) -> Any:
@@ -223,6 +240,11 @@ class Backend:
         backend (dask) does not grow one graph across all iterations.
         """
         return arrays if self.materialize_fn is None else self.materialize_fn(*arrays)
+
+    @property
+    def lazy(self) -> bool:
+        """Whether arrays are computed only when asked (dask): see :meth:`materialize`."""
+        return self.materialize_fn is not None
 
     @property
     def has_row_blocks(self) -> bool:

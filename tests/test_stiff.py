@@ -134,10 +134,10 @@ def test_a_stiff_method_takes_far_fewer_steps_than_an_explicit_one():
     p = PROBLEMS["van_der_pol_stiff"]
     span = (0.0, 50.0)
     stiff = solve(p.f, span, np.array(p.y0), method="rodas5p", jac=p.jac, rtol=1e-6)
-    explicit = solve(p.f, span, np.array(p.y0), method="tsit5", rtol=1e-6, max_steps=2000)
+    explicit = solve(p.f, span, np.array(p.y0), method="tsit5", rtol=1e-6)
     assert stiff.success and stiff.stats["steps"] < 200
-    assert explicit.status == 1  # max_steps ran out
-    assert "stiff" in explicit.message
+    assert explicit.status == 4  # Hairer's stiffness test stopped it
+    assert "rodas5p" in explicit.message and explicit.stats["steps"] > 10 * stiff.stats["steps"]
 
 
 # -- Jacobians ---------------------------------------------------------------------------
@@ -195,7 +195,10 @@ def test_stiff_solve_agrees_on_every_backend(method):
         # Dask builds a graph per operation: a few fixed steps keep it quick.
         opts = {"dt": 0.25} if lazy else {"rtol": 1e-8, "atol": 1e-10}
         t_eval = np.array([0.0, 0.5, 1.0])
-        sol = solve(lin, (0.0, 1.0), be.asarray([1.0, 1.0]), method=method, t_eval=t_eval, **opts)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*builds and computes a task graph")
+            y0 = be.asarray([1.0, 1.0])
+            sol = solve(lin, (0.0, 1.0), y0, method=method, t_eval=t_eval, **opts)
         assert anyxp.backend(like=sol.y).name == name
         results[name] = (be.to_numpy(sol.y), lazy)
     exact_y2 = np.exp(-0.5 * np.array([0.0, 0.5, 1.0]))

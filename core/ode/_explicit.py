@@ -20,7 +20,7 @@ from anyxp.ode.tableaux import Tableau
 
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0
 
-RUNNING, SUCCESS, MAX_STEPS, STEP_COLLAPSED, NONFINITE = -1, 0, 1, 2, 3
+RUNNING, SUCCESS, MAX_STEPS, STEP_COLLAPSED, NONFINITE, STIFF = -1, 0, 1, 2, 3, 4
 MESSAGES = {
     SUCCESS: "The solver reached the end of the interval.",
     MAX_STEPS: "The solver took max_steps steps without reaching the end of the interval; "
@@ -29,7 +29,14 @@ MESSAGES = {
     "solution may blow up or the problem may be stiff or singular here.",
     NONFINITE: "The state became NaN or infinite; the solution may blow up here, or f "
     "returned a non-finite value.",
+    STIFF: "The problem became stiff: stability, not accuracy, limits the step of this "
+    "explicit method. Use method='rodas5p' (or 'kvaerno5').",
 }
+
+# Hairer's stiffness test (DOPRI5, DOP853): from the NSTIFF-th accepted step on, a method
+# whose steps sit at its stability boundary STIFF_STEPS times in a row (NONSTIFF_STEPS
+# steps below it reset the count) stops with STIFF.
+NSTIFF, STIFF_STEPS, NONSTIFF_STEPS, STIFF_MARGIN = 1000, 15, 6, 0.95
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,21 @@ class Span:
 
     t0: float
     t1: float
-    rtol: float
-    atol: float
+    rtol: Any  # a float, or an array with one tolerance per state component
+    atol: Any
     h: float | None  # the first step (adaptive) or the step (fixed); None: choose one
     fixed: bool
     max_steps: int
+    max_step: float = math.inf
+
+    @property
+    def direction(self) -> float:
+        return 1.0 if self.t1 >= self.t0 else -1.0
+
+    @property
+    def resolution(self) -> float:
+        """Below this a step cannot move ``t`` (a few float64 ulps of the span's ends)."""
+        return 10 * float(np.spacing(max(abs(self.t0), abs(self.t1))))
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,13 @@ def _col(v: Any, batched: bool) -> Any:
     return v[:, None] if batched else v
 
 
+def time_dtype(xp: Any, dtype: Any) -> Any:
+    """The real dtype of times, steps and errors for a state of ``dtype`` (real or complex)."""
+    if xp.isdtype(dtype, "complex floating"):
+        return xp.float64 if dtype == xp.complex128 else xp.float32
+    return dtype
+
+
 @dataclass(frozen=True)
 class Stepper:
     """An explicit tableau bound to a backend and a right-hand side on flat states.
@@ -101,7 +125,7 @@ class Stepper:
 
     @property
     def has_dense(self) -> bool:
-        return self.tab.dense is not None or self.tab.extra_dense is not None
+        return self.tab.has_dense
 
     @cached_property
     def coefficients(self) -> tuple[Any, Any, Any, list[Any]]:
@@ -127,8 +151,8 @@ class Stepper:
             return error_norm(self.be.xp, err, y, y_new, rtol, atol)
         xp = self.be.xp
         scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
-        e5 = xp.sum((err[0] / scale) ** 2, axis=-1)
-        e3 = xp.sum((err[1] / scale) ** 2, axis=-1)
+        e5 = xp.sum((xp.abs(err[0]) / scale) ** 2, axis=-1)
+        e3 = xp.sum((xp.abs(err[1]) / scale) ** 2, axis=-1)
         denom = e5 + 0.01 * e3
         return e5 / xp.sqrt(xp.where(denom > 0, denom, 1.0) * y.shape[-1])
 
@@ -144,6 +168,31 @@ class Stepper:
             return e5
         e3 = xp.asarray(tab.e3, dtype=self.dtype, device=self.be.device)
         return e5, hs * xp.tensordot(e3, ks, axes=1)
+
+    @property
+    def stiffness_bound(self) -> float | None:
+        """The ``|h·λ|`` beyond which a step counts as stiff (``None``: no test)."""
+        if self.tab.stiffness_stage is None:
+            return None
+        return STIFF_MARGIN * self.tab.stability_boundary
+
+    def stiffness(self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any) -> Any:
+        """Hairer's estimate of ``|h·λ|`` for the dominant eigenvalue ``λ`` (per row).
+
+        The stage taken at the step's end and ``f(t + h, y_new)`` differ by about
+        ``J (y_s - y_new)``: their ratio of norms estimates ``|λ|`` at no extra evaluation.
+        """
+        xp = self.be.xp
+        i = self.tab.stiffness_stage
+        assert i is not None
+        _, ks = record
+        ks = ks if isinstance(ks, list) else [ks[j, ...] for j in range(i + 1)]
+        y_stage = y + _col(hs, self.batched) * weighted_sum(self.tab.a[i], ks[:i])
+        num = xp.sum(xp.abs(f_new - ks[i]) ** 2, axis=-1)
+        den = xp.sum(xp.abs(y_new - y_stage) ** 2, axis=-1)
+        return (
+            xp.abs(hs) * xp.sqrt(num / xp.where(den > 0, den, 1.0)) * xp.astype(den > 0, num.dtype)
+        )
 
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
         """One step of signed size ``hs`` from ``(t, y)`` where ``f(t, y) = f0``."""
@@ -191,6 +240,7 @@ class Stepper:
             return y[None, ...] + theta[..., None] * (y_new - y)[None, ...]
         q = dense.shape[1]
         powers = xp.stack([theta ** (j + 1) for j in range(q)], axis=-1)  # (m, [B,] q)
+        powers = xp.astype(powers, dense.dtype)  # real times, maybe complex states
         weights = powers @ xp.permute_dims(dense, (1, 0))  # (m, [B,] s)
         if not self.batched:
             return y[None, :] + hs * (weights @ xp.stack(K))
@@ -232,6 +282,9 @@ class Method(Protocol):
     def adaptive(self) -> bool: ...
     @property
     def has_dense(self) -> bool: ...
+    @property
+    def stiffness_bound(self) -> float | None: ...
+    def stiffness(self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any) -> Any: ...
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt: ...
     def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any: ...
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any: ...
@@ -240,33 +293,32 @@ class Method(Protocol):
 def error_norm(xp: Any, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any:
     """The RMS norm of ``err`` scaled by ``atol + rtol·max(|y|, |y_new|)`` (per row)."""
     scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
-    return xp.sqrt(xp.mean((err / scale) ** 2, axis=-1))
+    return xp.sqrt(xp.mean((xp.abs(err) / scale) ** 2, axis=-1))
 
 
-def initial_step(
-    st: Method, t0: Any, y0: Any, f0: Any, direction: float, rtol: float, atol: float, order: int
-) -> Any:
-    """Hairer, Nørsett & Wanner's starting step (Solving ODEs I, II.4), on 0-d arrays."""
-    xp = st.be.xp
-    scale = atol + xp.abs(y0) * rtol
-    d0 = xp.sqrt(xp.mean((y0 / scale) ** 2))
-    d1 = xp.sqrt(xp.mean((f0 / scale) ** 2))
-    small = (d0 < 1e-5) | (d1 < 1e-5)
-    h0 = xp.where(
-        small,
-        xp.asarray(1e-6, dtype=st.dtype, device=st.be.device),
-        0.01 * d0 / xp.where(d1 == 0, 1.0, d1),
-    )
-    y1 = y0 + direction * h0 * f0
-    f1 = st.f(t0 + direction * h0, y1)
-    d2 = xp.sqrt(xp.mean(((f1 - f0) / scale) ** 2)) / h0
+def initial_step(st: Method, t0: Any, y0: Any, f0: Any, span: Span) -> Any:
+    """Hairer, Nørsett & Wanner's starting step (Solving ODEs I, II.4), per row of a batch.
+
+    Bounded by the interval and ``max_step``, so that ``f`` is never evaluated outside
+    ``[t0, t1]`` (as scipy's ``select_initial_step`` does).
+    """
+    xp, b = st.be.xp, st.batched
+    bound = min(abs(span.t1 - span.t0), span.max_step)
+    scale = span.atol + xp.abs(y0) * span.rtol
+    d0 = xp.sqrt(xp.mean((xp.abs(y0) / scale) ** 2, axis=-1))
+    d1 = xp.sqrt(xp.mean((xp.abs(f0) / scale) ** 2, axis=-1))
+    tiny = xp.full_like(d0, min(1e-6, bound))
+    h0 = xp.where((d0 < 1e-5) | (d1 < 1e-5), tiny, 0.01 * d0 / xp.where(d1 == 0, 1.0, d1))
+    h0 = xp.minimum(h0, bound)
+    f1 = st.f(t0 + span.direction * h0, y0 + span.direction * _col(h0, b) * f0)
+    d2 = xp.sqrt(xp.mean((xp.abs(f1 - f0) / scale) ** 2, axis=-1)) / h0
     big = xp.maximum(d1, d2)
     h1 = xp.where(
         big <= 1e-15,
-        xp.maximum(xp.asarray(1e-6, dtype=st.dtype, device=st.be.device), h0 * 1e-3),
-        (0.01 / xp.where(big <= 1e-15, 1.0, big)) ** (1.0 / (order + 1)),
+        xp.maximum(tiny, h0 * 1e-3),
+        (0.01 / xp.where(big <= 1e-15, 1.0, big)) ** (1.0 / (st.order + 1)),
     )
-    return xp.minimum(100 * h0, h1)
+    return xp.minimum(xp.minimum(100 * h0, h1), bound)
 
 
 def step_factor(err: float, exponent: float) -> float:
@@ -279,6 +331,30 @@ def step_factor(err: float, exponent: float) -> float:
 # ---------------------------------------------------------------------------------------
 # The eager loop: Python floats for control, a list of accepted steps.
 # ---------------------------------------------------------------------------------------
+class StiffnessTest:
+    """Hairer's bookkeeping of stiff-looking steps for one trajectory (DOPRI5's test)."""
+
+    def __init__(self, bound: float | None) -> None:
+        self.bound = bound
+        self.stiff_steps = self.nonstiff_steps = 0
+
+    def due(self, accepted: int) -> bool:
+        """Whether the accepted step number ``accepted`` is tested."""
+        return self.bound is not None and (accepted % NSTIFF == 0 or self.stiff_steps > 0)
+
+    def update(self, h_lambda: float) -> bool:
+        """Count one tested step; ``True`` once the problem is judged stiff."""
+        assert self.bound is not None
+        if h_lambda > self.bound:
+            self.nonstiff_steps = 0
+            self.stiff_steps += 1
+        else:
+            self.nonstiff_steps += 1
+            if self.nonstiff_steps == NONSTIFF_STEPS:
+                self.stiff_steps = 0
+        return self.stiff_steps >= STIFF_STEPS
+
+
 def run_eager(
     st: Method,
     span: Span,
@@ -288,138 +364,155 @@ def run_eager(
     keep_dense: bool,
     progress: Any,
 ) -> dict[str, Any]:
-    t0, t1, rtol, atol, h = span.t0, span.t1, span.rtol, span.atol, span.h
-    xp = st.be.xp
-    direction = 1.0 if t1 > t0 else -1.0
-    f0 = st.f(t0, y0)
+    """Integrate one flat state from Python, storing every step or the ``t_eval`` times."""
+    xp, be = st.be.xp, st.be
+    f0 = st.f(span.t0, y0)
     counts = {"nfev": 1, "njev": 0, "nlu": 0}
+    loop = _EagerLoop(st, span, t_eval, keep_dense, progress, counts)
+    loop.store_start(y0)
+    if not bool(xp.all(xp.isfinite(f0))):
+        return loop.result(NONFINITE)  # f(t0, y0) is already NaN or infinite
+    h = span.h
     if h is None:
-        h = float(
-            initial_step(
-                st,
-                xp.asarray(t0, dtype=st.dtype, device=st.be.device),
-                y0,
-                f0,
-                direction,
-                rtol,
-                atol,
-                st.order,
-            )
-        )
+        t0 = xp.asarray(span.t0, dtype=time_dtype(xp, st.dtype), device=be.device)
+        h = float(initial_step(st, t0, y0, f0, span))
         counts["nfev"] += 1
-    ts, ys = ([t0], [y0]) if t_eval is None else ([], [])
-    next_eval = 0
-    if t_eval is not None:
-        while next_eval < len(t_eval) and t_eval[next_eval] == t0:
-            ts.append(t0)
-            ys.append(y0)
-            next_eval += 1
     # A too-long trial step may overflow; the loop notices and retries shorter, so numpy's
     # warnings about it would only alarm (on other libraries this changes nothing).
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _eager_loop(
-            st, span, y0, f0, h, counts, ts, ys, next_eval, t_eval, keep_dense, progress
-        )
+        return loop.run(y0, f0, h)
 
 
-def _eager_loop(
-    st: Method,
-    span: Span,
-    y0: Any,
-    f0: Any,
-    h: float,
-    counts: dict[str, int],
-    ts: list[Any],
-    ys: list[Any],
-    next_eval: int,
-    t_eval: np.ndarray | None,
-    keep_dense: bool,
-    progress: Any,
-) -> dict[str, Any]:
-    t0, t1, rtol, atol, fixed = span.t0, span.t1, span.rtol, span.atol, span.fixed
-    max_steps = span.max_steps
-    xp = st.be.xp
-    direction = 1.0 if t1 > t0 else -1.0
-    exponent = -1.0 / (st.order + 1)
-    t, y = t0, y0
-    steps: list[tuple[float, float, Any, Any, Any]] = []
-    accepted = rejected = 0
-    rejected_last = nonfinite_last = False
-    status = RUNNING
-    length = abs(t1 - t0)
-    while status == RUNNING:
-        if accepted + rejected >= max_steps:
-            status = MAX_STEPS
-            break
-        remaining = abs(t1 - t)
-        h_try = min(h, remaining)
-        if h_try <= 10 * np.spacing(abs(t)):  # t + h would round back to t
-            status = NONFINITE if nonfinite_last else STEP_COLLAPSED
-            break
-        hs = direction * h_try
-        step = st.attempt(t, y, f0, hs, fixed=fixed)
-        for key, n in step.counts.items():
-            counts[key] += int(n)
-        y_new, f_new = step.y_new, step.f_new
-        if step.converged is not None and not bool(step.converged):
-            # The iterations did not converge: a shorter step makes them contract.
-            h = h_try * 0.5
-            rejected += 1
-            rejected_last = True
-            continue
-        err = 0.0 if fixed else float(st.error_norm(step.err, y, y_new, rtol, atol))
-        if not math.isfinite(err) or not bool(xp.all(xp.isfinite(y_new))):
-            # Retry smaller: a too-long step can overflow where a shorter one does not.
-            if fixed:
-                status = NONFINITE
-                break
-            h = h_try * MIN_FACTOR
-            rejected += 1
-            rejected_last = nonfinite_last = True
-            continue
-        nonfinite_last = False
-        if err <= 1.0:
-            t_new = t1 if h_try == remaining else t + hs
-            if t_eval is not None:
-                stop = next_eval
-                while stop < len(t_eval) and direction * (t_eval[stop] - t_new) <= 0:
-                    stop += 1
-                if stop > next_eval:
-                    theta = xp.asarray(
-                        (t_eval[next_eval:stop] - t) / hs, dtype=st.dtype, device=st.be.device
-                    )
-                    vals = st.interpolate(theta, hs, y, y_new, step.record)
-                    ts.extend(t_eval[next_eval:stop].tolist())
-                    ys.extend(vals[i, ...] for i in range(stop - next_eval))
-                    next_eval = stop
-            else:
-                ts.append(t_new)
-                ys.append(y_new)
-            if keep_dense:
-                steps.append((t, hs, y, y_new, step.record))
-            if progress is not None:
-                progress(abs(t_new - t0) / length)
-            t, y, f0 = t_new, y_new, f_new
-            accepted += 1
+class _EagerLoop:
+    """The accept/reject loop of one trajectory, with its output and its counters."""
+
+    def __init__(
+        self,
+        st: Method,
+        span: Span,
+        t_eval: np.ndarray | None,
+        keep_dense: bool,
+        progress: Any,
+        counts: dict[str, int],
+    ) -> None:
+        self.st, self.span, self.t_eval = st, span, t_eval
+        self.keep_dense, self.progress, self.counts = keep_dense, progress, counts
+        self.ts: list[float] = []
+        self.ys: list[Any] = []
+        self.steps: list[tuple[float, float, Any, Any, Any]] = []
+        self.next_eval = 0
+        self.accepted = self.rejected = 0
+
+    def store_start(self, y0: Any) -> None:
+        t0, te = self.span.t0, self.t_eval
+        if te is None:
+            self.ts.append(t0)
+            self.ys.append(y0)
+            return
+        while self.next_eval < len(te) and te[self.next_eval] == t0:
+            self.ts.append(t0)
+            self.ys.append(y0)
+            self.next_eval += 1
+
+    def store_step(
+        self, t: float, hs: float, t_new: float, y: Any, y_new: Any, record: Any
+    ) -> None:
+        st, te = self.st, self.t_eval
+        if te is None:
+            self.ts.append(t_new)
+            self.ys.append(y_new)
+        else:
+            direction, stop = self.span.direction, self.next_eval
+            while stop < len(te) and direction * (te[stop] - t_new) <= 0:
+                stop += 1
+            if stop > self.next_eval:
+                xp = st.be.xp
+                theta = xp.asarray(
+                    (te[self.next_eval : stop] - t) / hs,
+                    dtype=time_dtype(xp, st.dtype),
+                    device=st.be.device,
+                )
+                vals = st.interpolate(theta, hs, y, y_new, record)
+                self.ts.extend(te[self.next_eval : stop].tolist())
+                self.ys.extend(vals[i, ...] for i in range(stop - self.next_eval))
+                self.next_eval = stop
+        if self.keep_dense:
+            self.steps.append((t, hs, y, y_new, record))
+
+    def run(self, y: Any, f0: Any, h: float) -> dict[str, Any]:
+        st, span = self.st, self.span
+        xp = st.be.xp
+        t0, t1, fixed = span.t0, span.t1, span.fixed
+        direction, length = span.direction, abs(t1 - t0)
+        exponent = -1.0 / (st.order + 1)
+        stiffness = StiffnessTest(None if fixed else st.stiffness_bound)
+        t = t0
+        rejected_last = nonfinite_last = False
+        while True:
+            if self.accepted + self.rejected >= span.max_steps:
+                return self.result(MAX_STEPS)
+            remaining = abs(t1 - t)
+            h_try = min(h, span.max_step)
+            # The last step lands on t1 exactly, also when what would be left after this
+            # one is below the resolution of t (rk4 with dt = 0.1 on [0, 1]).
+            last = h_try >= remaining - span.resolution
+            if last:
+                h_try = remaining
+            if h_try <= 10 * np.spacing(abs(t)):  # t + h would round back to t
+                return self.result(NONFINITE if nonfinite_last else STEP_COLLAPSED)
+            hs = direction * h_try
+            step = st.attempt(t, y, f0, hs, fixed=fixed)
+            for key, n in step.counts.items():
+                self.counts[key] += int(n)
+            y_new = step.y_new
+            if step.converged is not None and not bool(step.converged):
+                # The iterations did not converge: a shorter step makes them contract.
+                h = h_try * 0.5
+                self.rejected += 1
+                rejected_last = True
+                continue
+            err = 0.0 if fixed else float(st.error_norm(step.err, y, y_new, span.rtol, span.atol))
+            if not math.isfinite(err) or not bool(xp.all(xp.isfinite(y_new))):
+                # Retry smaller: a too-long step can overflow where a shorter one does not.
+                if fixed:
+                    return self.result(NONFINITE)
+                h = h_try * MIN_FACTOR
+                self.rejected += 1
+                rejected_last = nonfinite_last = True
+                continue
+            nonfinite_last = False
+            if err > 1.0:
+                h = h_try * step_factor(err, exponent)
+                self.rejected += 1
+                rejected_last = True
+                continue
+            t_new = t1 if last else t + hs
+            self.store_step(t, hs, t_new, y, y_new, step.record)
+            if self.progress is not None:
+                self.progress(abs(t_new - t0) / length)
+            self.accepted += 1
+            if last:
+                return self.result(SUCCESS)
+            if stiffness.due(self.accepted) and stiffness.update(
+                float(st.stiffness(hs, y, y_new, step.f_new, step.record))
+            ):
+                return self.result(STIFF)
+            t, y, f0 = t_new, y_new, step.f_new
             if not fixed:
                 factor = step_factor(err, exponent)
                 h = h_try * (min(1.0, factor) if rejected_last else factor)
             rejected_last = False
-            if t == t1:
-                status = SUCCESS
-        else:
-            h = h_try * step_factor(err, exponent)
-            rejected += 1
-            rejected_last = True
-    return {
-        "t": ts,
-        "y": ys,
-        "status": status,
-        "stats": {
-            **counts,
-            "steps": accepted + rejected,
-            "accepted": accepted,
-            "rejected": rejected,
-        },
-        "steps": steps,
-    }
+
+    def result(self, status: int) -> dict[str, Any]:
+        return {
+            "t": self.ts,
+            "y": self.ys,
+            "status": status,
+            "stats": {
+                **self.counts,
+                "steps": self.accepted + self.rejected,
+                "accepted": self.accepted,
+                "rejected": self.rejected,
+            },
+            "steps": self.steps,
+        }

@@ -18,34 +18,19 @@ from anyxp.ode._explicit import (
     MAX_STEPS,
     MIN_FACTOR,
     NONFINITE,
+    NONSTIFF_STEPS,
+    NSTIFF,
     RUNNING,
     SAFETY,
     STEP_COLLAPSED,
+    STIFF,
+    STIFF_STEPS,
     SUCCESS,
     Method,
     Span,
+    initial_step,
+    time_dtype,
 )
-
-
-def _initial_steps(
-    st: Method, t0: Any, y0: Any, f0: Any, direction: float, span: Span, order: int
-) -> Any:
-    """Hairer's starting step for each row of a batch (rows are trajectories)."""
-    xp = st.be.xp
-    scale = span.atol + xp.abs(y0) * span.rtol
-    d0 = xp.sqrt(xp.mean((y0 / scale) ** 2, axis=-1))
-    d1 = xp.sqrt(xp.mean((f0 / scale) ** 2, axis=-1))
-    tiny = xp.full_like(d0, 1e-6)
-    h0 = xp.where((d0 < 1e-5) | (d1 < 1e-5), tiny, 0.01 * d0 / xp.where(d1 == 0, 1.0, d1))
-    f1 = st.f(t0 + direction * h0, y0 + direction * h0[:, None] * f0)
-    d2 = xp.sqrt(xp.mean(((f1 - f0) / scale) ** 2, axis=-1)) / h0
-    big = xp.maximum(d1, d2)
-    h1 = xp.where(
-        big <= 1e-15,
-        xp.maximum(tiny, h0 * 1e-3),
-        (0.01 / xp.where(big <= 1e-15, 1.0, big)) ** (1.0 / (order + 1)),
-    )
-    return xp.minimum(100 * h0, h1)
 
 
 def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[str, Any]:
@@ -53,46 +38,52 @@ def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[s
 
     ``st`` is a batched method: its ``f`` takes ``t`` of shape (B,) (each trajectory's own
     time) and ``y`` of shape (B, n). Returns ``t`` (m,), ``y`` (m, B, n), per-trajectory
-    ``status`` and counts.
+    ``status`` and counts. A requested time a trajectory never reaches holds NaN.
     """
     be, xp = st.be, st.be.xp
     dt, dev = st.dtype, be.device
-    direction = 1.0 if span.t1 > span.t0 else -1.0
+    tdt = time_dtype(xp, dt)
+    direction = span.direction
     batch, n = y0.shape
-    T1 = xp.asarray(span.t1, dtype=dt, device=dev)
-    te = xp.asarray(t_eval, dtype=dt, device=dev)
-    t = xp.full((batch,), span.t0, dtype=dt, device=dev)
+    T1 = xp.asarray(span.t1, dtype=tdt, device=dev)
+    te = xp.asarray(t_eval, dtype=tdt, device=dev)
+    t = xp.full((batch,), span.t0, dtype=tdt, device=dev)
     f0 = st.f(t, y0)
     if span.h is None:
-        h = _initial_steps(st, t, y0, f0, direction, span, st.order)
+        h = initial_step(st, t, y0, f0, span)
         nfev0 = 2
     else:
-        h = xp.full((batch,), span.h, dtype=dt, device=dev)
+        h = xp.full((batch,), span.h, dtype=tdt, device=dev)
         nfev0 = 1
     exponent = -1.0 / (st.order + 1)
     ints = xp.zeros((batch,), dtype=xp.int32, device=dev)
     at_start = (te == span.t0)[:, None, None]
     out = xp.where(
-        at_start, y0[None, :, :], xp.zeros((te.shape[0], batch, n), dtype=dt, device=dev)
+        at_start, y0[None, :, :], xp.full((te.shape[0], batch, n), xp.nan, dtype=dt, device=dev)
     )
-    eps = float(np.finfo(np.dtype(str(dt).rsplit(".", 1)[-1])).eps)
+    eps = float(xp.finfo(tdt).eps)
     tiny = 10 * eps  # relative to |t|: below it, t + h rounds back to t
+    bound = None if span.fixed else st.stiffness_bound
 
     def const(v: int) -> Any:
         return xp.asarray(v, dtype=xp.int32, device=dev)
 
     counts0 = {"nfev": const(nfev0), "njev": const(0), "nlu": const(0)}
-    state0 = (t, y0, f0, h, ints, ints, counts0, ints + RUNNING, ints == 1, out)
+    # f(t0, y0) already NaN or infinite: that trajectory ends at once.
+    status0 = xp.where(xp.all(xp.isfinite(f0), axis=-1), const(RUNNING), const(NONFINITE))
+    stiffness0 = (ints, ints)  # Hairer's counts of stiff and of non-stiff tested steps
+    state0 = (t, y0, f0, h, ints, ints, counts0, status0, ints == 1, out, stiffness0)
 
     def cond(state: Any) -> Any:
         return xp.any(state[7] == RUNNING)
 
     def body(state: Any) -> Any:
-        t, y, f0, h, acc, rej, counts, status, rej_last, out = state
+        t, y, f0, h, acc, rej, counts, status, rej_last, out, stiffness = state
         running = status == RUNNING
         remaining = xp.abs(T1 - t)
-        last = h >= remaining
-        h_try = xp.where(last, remaining, h)
+        h_try = xp.minimum(h, span.max_step)
+        last = h_try >= remaining - span.resolution  # lands on t1 exactly (see run_eager)
+        h_try = xp.where(last, remaining, h_try)
         hs = direction * h_try
         step = st.attempt(t, y, f0, hs, fixed=span.fixed)
         y_new, f_new = step.y_new, step.f_new
@@ -128,12 +119,16 @@ def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[s
         factor = xp.where(converged | ~running, factor, 0.5)
         factor = xp.where(ok & rej_last, xp.minimum(factor, 1.0), factor)
         h_next = h if span.fixed else xp.where(running, h_try * factor, h)
-        t = xp.where(ok, t_new, t)
-        y = xp.where(ok[:, None], y_new, y)
-        f0 = xp.where(ok[:, None], f_new, f0)
         acc = acc + xp.astype(ok, acc.dtype)
         rej = rej + xp.astype(running & ~ok, rej.dtype)
         status = xp.where(ok & last, const(SUCCESS), status)
+        if bound is not None:
+            stiffness = _stiffness(st, bound, ok, acc, stiffness, (hs, y, y_new, f_new, step))
+            stiff = (status == RUNNING) & (stiffness[0] >= STIFF_STEPS)
+            status = xp.where(stiff, const(STIFF), status)
+        t = xp.where(ok, t_new, t)
+        y = xp.where(ok[:, None], y_new, y)
+        f0 = xp.where(ok[:, None], f_new, f0)
         still = status == RUNNING
         status = xp.where(still & (acc + rej >= span.max_steps), const(MAX_STEPS), status)
         collapsed = (status == RUNNING) & (h_next <= tiny * xp.abs(t))
@@ -141,14 +136,35 @@ def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[s
         status = xp.where(collapsed & ~finite, const(NONFINITE), status)
         if span.fixed:
             status = xp.where((status == RUNNING) & ~finite, const(NONFINITE), status)
-        return (t, y, f0, h_next, acc, rej, counts, status, running & ~ok, out)
+        return (t, y, f0, h_next, acc, rej, counts, status, running & ~ok, out, stiffness)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # see run_eager
         state = be.while_loop(cond, body, state0)
-    _, _, _, _, acc, rej, counts, status, _, out = state
+    _, _, _, _, acc, rej, counts, status, _, out, _ = state
     return {
         "t": te,
         "y": out,
         "status": status,
         "stats": {**counts, "steps": acc + rej, "accepted": acc, "rejected": rej},
     }
+
+
+def _stiffness(
+    st: Method, bound: float, ok: Any, acc: Any, counts: tuple[Any, Any], step: tuple[Any, ...]
+) -> tuple[Any, Any]:
+    """Hairer's stiffness bookkeeping (see ``StiffnessTest``) for every row at once."""
+    be, xp = st.be, st.be.xp
+    stiff, nonstiff = counts
+    due = ok & ((acc % NSTIFF == 0) | (stiff > 0))
+    hs, y, y_new, f_new, attempt = step
+    h_lambda = be.cond(
+        xp.any(due),
+        lambda: st.stiffness(hs, y, y_new, f_new, attempt.record),
+        lambda: xp.zeros_like(hs),
+    )
+    is_stiff = due & (h_lambda > bound)
+    zero = xp.zeros_like(stiff)
+    stiff = xp.where(is_stiff, stiff + 1, stiff)
+    nonstiff = xp.where(is_stiff, zero, xp.where(due, nonstiff + 1, nonstiff))
+    stiff = xp.where(due & ~is_stiff & (nonstiff == NONSTIFF_STEPS), zero, stiff)
+    return stiff, nonstiff

@@ -1,23 +1,32 @@
-"""``anyxp.ode.solve``: the entry point, input checks, and the solution object."""
+"""``anyxp.ode.solve``: the entry point, its two paths (eager and compiled), the solution."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from anyxp._warnings import warn_user
 from anyxp.backend import Backend
 from anyxp.ode import _explicit
+from anyxp.ode._checks import (
+    check_jac,
+    check_method,
+    check_probe,
+    check_span,
+    check_steps,
+    check_t_eval,
+    check_tolerances,
+    concrete,
+    state_dtype,
+)
 from anyxp.ode._implicit import ESDIRK, Rosenbrock, jacobian_source
 from anyxp.ode._masked import run_masked
-from anyxp.ode.tableaux import STIFF_TABLEAUX, TABLEAUX, ESDIRKTableau, Tableau
+from anyxp.ode.tableaux import ESDIRKTableau, Tableau
 
-__all__ = ["Solution", "solve"]
-
-METHODS = (*TABLEAUX, *STIFF_TABLEAUX)
+__all__ = ["Solution", "make_method", "solve"]
 
 
 @dataclass(frozen=True)
@@ -26,10 +35,11 @@ class Solution:
 
     ``t`` has shape ``(m,)`` and ``y`` shape ``(m, *y0.shape)``: ``y[i]`` is the state at
     ``t[i]``, both arrays of the solve's backend. ``status`` is 0 on success, 1 when
-    ``max_steps`` ran out, 2 when the step size collapsed, 3 when the state became
-    non-finite; ``message`` says the same in words. ``stats`` counts ``nfev``, ``njev``,
-    ``nlu``, ``steps``, ``accepted`` and ``rejected``. With ``dense_output=True``,
-    ``sol(t)`` evaluates the solution anywhere in the interval.
+    ``max_steps`` ran out, 2 when the step size collapsed, 3 when the state (or ``f``)
+    became non-finite, 4 when an explicit method found the problem stiff; ``message``
+    says the same in words. ``stats`` counts ``nfev``, ``njev``, ``nlu``, ``steps``,
+    ``accepted`` and ``rejected``. With ``dense_output=True``, ``sol(t)`` evaluates the
+    solution anywhere in the interval.
     """
 
     t: Any
@@ -53,38 +63,9 @@ class Solution:
         return self._dense(t)
 
 
-def _check_method(method: str, rtol: float, atol: float, dt: float | None) -> tuple[Any, bool]:
-    """The tableau, and whether the step is fixed; a clear error for bad settings."""
-    tab: Any = TABLEAUX.get(method) or STIFF_TABLEAUX.get(method)
-    if tab is None:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    fixed = tab.error_order is None or dt is not None  # dt= makes any method fixed-step
-    if not fixed and not (rtol > 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
-        raise ValueError(f"need rtol > 0 and atol >= 0, got rtol={rtol}, atol={atol}")
-    if fixed and (dt is None or not dt > 0):
-        raise ValueError(f"method {method!r} takes a fixed step: pass dt > 0")
-    return tab, fixed
-
-
-def _check_span(t_span: Sequence[float]) -> tuple[float, float]:
-    try:
-        t0, t1 = (float(v) for v in t_span)
-    except (TypeError, ValueError):
-        raise ValueError(f"t_span must be a pair (t0, t1) of numbers, got {t_span!r}") from None
-    if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
-        raise ValueError(f"t_span must be two different finite times, got ({t0}, {t1})")
-    return t0, t1
-
-
-def _check_t_eval(t_eval: Any, t0: float, t1: float) -> np.ndarray:
-    te = np.asarray(t_eval, dtype=np.float64).reshape(-1)
-    lo, hi = min(t0, t1), max(t0, t1)
-    if te.size == 0 or np.any(~np.isfinite(te)) or te.min() < lo or te.max() > hi:
-        raise ValueError(f"t_eval must be finite times inside t_span [{lo}, {hi}]")
-    steps = np.diff(te) * (1.0 if t1 > t0 else -1.0)
-    if np.any(steps < 0):
-        raise ValueError("t_eval must be sorted in the direction of integration")
-    return te
+def _smallest(be: Backend, tol: Any) -> float:
+    """The smallest of a tolerance given as a float or as an array."""
+    return tol if isinstance(tol, float) else float(np.min(be.to_numpy(tol)))
 
 
 def make_method(
@@ -95,35 +76,70 @@ def make_method(
     *,
     batched: bool,
     jac: Callable[[Any, Any], Any] | None,
-    rtol: float,
-    atol: float,
+    rtol: Any,
+    atol: Any,
 ) -> _explicit.Method:
     """The stepper for a tableau: explicit Runge-Kutta, Rosenbrock or ESDIRK."""
     if isinstance(tab, Tableau):
         return _explicit.Stepper(be, tab, f, dtype, batched)
-    jac_fn, _ = jacobian_source(be, f, jac, dtype, batched=batched, atol=atol)
+    if "linalg" in _known_capabilities() and "linalg" not in be.capabilities:
+        from anyxp.errors import UnsupportedError
+        from anyxp.registry import get_registry
+
+        raise UnsupportedError(be.name, "linalg", get_registry().providers("linalg"))
+    jac_fn, _ = jacobian_source(be, f, jac, dtype, batched=batched, atol=_smallest(be, atol))
     if isinstance(tab, ESDIRKTableau):
         return ESDIRK(
-            be=be, f=f, dtype=dtype, jac=jac_fn, batched=batched, tab=tab, rtol=rtol, atol=atol
+            be=be,
+            f=f,
+            dtype=dtype,
+            jac=jac_fn,
+            batched=batched,
+            tab=tab,
+            rtol=rtol,
+            atol=atol,
+            min_rtol=_smallest(be, rtol),
         )
     return Rosenbrock(be=be, f=f, dtype=dtype, jac=jac_fn, batched=batched, tab=tab)
 
 
-def _check_jac(jac_value: Any, name: str, n: int, batch: int | None) -> None:
-    shape = (n, n) if batch is None else (batch, n, n)
-    if tuple(getattr(jac_value, "shape", ())) != shape:
-        raise ValueError(
-            f"jac returned shape {tuple(getattr(jac_value, 'shape', ()))}, expected {shape}: "
-            f"the Jacobian ∂f/∂y of the flattened state ({name})"
+def _known_capabilities() -> Any:
+    from anyxp.capabilities import CAPABILITIES
+
+    return CAPABILITIES
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """A checked call of :func:`solve`: everything its paths need."""
+
+    be: Backend
+    method: str
+    tab: Any
+    span: _explicit.Span
+    y0: Any  # flat, shape (n,)
+    shape: tuple[int, ...]
+    f: Callable[[Any, Any], Any]  # on flat states
+    jac: Callable[[Any, Any], Any] | None
+    t_eval: np.ndarray | None
+    dense_output: bool
+
+    @property
+    def dtype(self) -> Any:
+        return self.y0.dtype
+
+    def stepper(self, f: Callable[[Any, Any], Any], jac: Any, batched: bool) -> Any:
+        span = self.span
+        return make_method(
+            self.be,
+            self.tab,
+            f,
+            self.dtype,
+            batched=batched,
+            jac=jac,
+            rtol=span.rtol,
+            atol=span.atol,
         )
-
-
-def _concrete(check: Callable[[], Any]) -> bool | None:
-    """The value of a check on arrays, or ``None`` when they are being traced (jit)."""
-    try:
-        return bool(check())
-    except Exception:  # noqa: BLE001 - tracers refuse bool() with library-specific errors
-        return None
 
 
 def solve(
@@ -132,13 +148,14 @@ def solve(
     y0: Any,
     *,
     method: str = "tsit5",
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
+    rtol: Any = None,
+    atol: Any = None,
     t_eval: Any = None,
     args: tuple[Any, ...] = (),
     dense_output: bool = False,
     max_steps: int = 100_000,
     first_step: float | None = None,
+    max_step: float | None = None,
     jac: Callable[..., Any] | None = None,
     dt: float | None = None,
     backend: str | Backend | None = None,
@@ -151,29 +168,35 @@ def solve(
     f
         The right-hand side; returns an array shaped like ``y`` of the same library.
     t_span
-        ``(t0, t1)``; ``t1 < t0`` integrates backwards.
+        ``(t0, t1)``; ``t1 < t0`` integrates backwards; ``t0 == t1`` returns ``y0``.
     y0
-        The initial state, an array of any backend (or a list: then ``backend`` decides).
+        The initial state, an array of any backend (or a list: then ``backend`` decides),
+        real or complex. Integer states are solved in the backend's ``float_dtype``.
     method
         Non-stiff: ``"tsit5"`` (default), ``"dopri5"`` (both adaptive, 5th order, with
         dense output), ``"dop853"`` (adaptive, 8th order: for tight tolerances) or
         ``"rk4"`` (fixed step ``dt``). Stiff: ``"rodas5p"`` (Rosenbrock,
         L-stable, 5th order: the first choice for stiff problems of moderate size) or
-        ``"kvaerno5"`` (ESDIRK, L-stable, 5th order, Newton iterations).
+        ``"kvaerno5"`` (ESDIRK, L-stable, 5th order, Newton iterations). An explicit
+        method that finds the problem stiff stops with status 4 (Hairer's test).
     rtol, atol
-        Relative and absolute tolerances of the local error.
+        Relative and absolute tolerances of the local error: numbers, or arrays with one
+        tolerance per state component. Default ``1e-6`` and ``1e-9``. Tolerances below what
+        the state's precision resolves are raised to ``100·eps`` (``rtol``) and the
+        smallest normal number (``atol``), with a warning when you asked for them.
     t_eval
         Times at which to store the solution (interpolated). Without it the eager
         backends store every step; a compiled backend stores ``t0`` and ``t1``.
     args
-        Extra arguments passed to ``f``.
+        Extra arguments passed to ``f`` (and to ``jac``).
     dense_output
         Keep an interpolant: ``sol(t)`` (eager backends).
     max_steps
         The most steps (accepted and rejected) before giving up with status 1.
-    first_step, dt
-        The first step of an adaptive method; ``dt`` fixes the step (any method; ``rk4``
-        needs it).
+    first_step, max_step, dt
+        The first step of an adaptive method (default: Hairer's estimate) and the
+        longest step it may take (default: unbounded); ``dt`` fixes the step (any
+        method; ``rk4`` needs it). All positive: the direction comes from ``t_span``.
     jac
         For the stiff methods: ``jac(t, y, *args)`` returns the Jacobian ``∂f/∂y`` of shape
         ``(n, n)`` (``n = y0.size``). Without it the Jacobian comes from the backend's
@@ -182,7 +205,7 @@ def solve(
     backend
         The backend; default inferred from ``y0``.
     progress
-        Show a progress bar (eager backends).
+        Show a progress bar (tqdm; eager backends).
 
     Examples
     --------
@@ -194,22 +217,62 @@ def solve(
     """
     import anyxp
 
-    tab, fixed = _check_method(method, rtol, atol, dt)
-    t0, t1 = _check_span(t_span)
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     be = anyxp.backend(backend, like=y0)
-    xp = be.xp
-    y0 = be.asarray(y0)
-    if not xp.isdtype(y0.dtype, "real floating"):
-        y0 = xp.astype(y0, be.float_dtype)
-    dtype = y0.dtype
-    shape = tuple(y0.shape)
-    if _concrete(lambda: not xp.all(xp.isfinite(y0))):
-        raise ValueError("y0 contains NaN or infinity; the solver needs a finite initial state")
-    te = None if t_eval is None else _check_t_eval(t_eval, t0, t1)
+    p = _prepare(
+        be, f, t_span, y0, method, rtol, atol, t_eval, args, dense_output, max_steps,
+        first_step, max_step, jac, dt,
+    )  # fmt: skip
+    if p.span.t0 == p.span.t1 or p.y0.shape[0] == 0:
+        return _solve_trivial(p)
+    if "control_flow.compiled" in be.capabilities:
+        return _solve_compiled(p)
+    if be.lazy:
+        warn_user(
+            f"solve on {be.name!r} builds and computes a task graph at every step (about "
+            "1 ms per array operation), so one trajectory takes minutes. Solve it on numpy "
+            "(anyxp.backend('numpy').asarray(be.to_numpy(y0))), or use solve_ensemble for "
+            "many trajectories, which dask runs block by block."
+        )
+    return _solve_eager(p, progress)
 
-    from anyxp.selection import name_of
+
+def _prepare(
+    be: Backend,
+    f: Callable[..., Any],
+    t_span: Sequence[float],
+    y0: Any,
+    method: str,
+    rtol: Any,
+    atol: Any,
+    t_eval: Any,
+    args: tuple[Any, ...],
+    dense_output: bool,
+    max_steps: int,
+    first_step: Any,
+    max_step: Any,
+    jac: Callable[..., Any] | None,
+    dt: Any,
+) -> _Problem:
+    """Check every argument of :func:`solve` and probe ``f`` (and ``jac``) once."""
+    xp = be.xp
+    tab, fixed = check_method(method, dt)
+    t0, t1 = check_span(t_span)
+    first_step, max_step, dt = check_steps(first_step, max_step, dt, max_steps, t0, t1)
+    y0 = state_dtype(be, y0)
+    if concrete(lambda: not xp.all(xp.isfinite(y0))):
+        raise ValueError("y0 contains NaN or infinity; the solver needs a finite initial state")
+    shape, dtype = tuple(y0.shape), y0.dtype
+    y_flat = xp.reshape(y0, (-1,))
+    rtol, atol = check_tolerances(be, rtol, atol, dtype, y_flat.shape[0])
+    te = None if t_eval is None else check_t_eval(t_eval, t0, t1)
+    check_probe(be, f(t0, y0, *args), shape, dtype, "solve")
+    if dense_output and not tab.has_dense:
+        raise ValueError(f"method {method!r} has no interpolant; choose another for dense_output")
+    if dense_output and "control_flow.compiled" in be.capabilities:
+        raise ValueError(
+            f"dense_output needs an eager backend; a compiled solve on {be.name!r} "
+            "stores the times you pass as t_eval"
+        )
 
     if len(shape) == 1:  # already flat: no reshapes on the hot path
 
@@ -221,76 +284,88 @@ def solve(
         def f_flat(t: Any, y: Any) -> Any:
             return xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))
 
-    y_flat = xp.reshape(y0, (-1,))
-    probe = f(t0, y0, *args)
-    if name_of(probe) != be.name:
-        raise TypeError(
-            f"f returned {type(probe).__module__}.{type(probe).__name__}, but y0 is a "
-            f"{be.name} array; f must return an array of the same library (use the "
-            "namespace of its input, e.g. xp = anyxp.backend(like=y).xp)"
-        )
-    if tuple(probe.shape) != shape:
-        raise ValueError(f"f returned shape {tuple(probe.shape)}, expected y0's shape {shape}")
-    if probe.dtype != dtype:
-        raise TypeError(f"f returned dtype {probe.dtype}, expected y0's dtype {dtype}")
-
     jac_flat = None
     if jac is not None:
-        n = y_flat.shape[0]
 
         def jac_flat(t: Any, y: Any) -> Any:
             return jac(t, xp.reshape(y, shape), *args)
 
-        _check_jac(jac_flat(t0, y_flat), "solve", n, None)
-
-    def method_for(fn: Callable[[Any, Any], Any], jac_fn: Any, batched: bool) -> Any:
-        return make_method(be, tab, fn, dtype, batched=batched, jac=jac_fn, rtol=rtol, atol=atol)
-
-    st = method_for(f_flat, jac_flat, False)
-    if dense_output and not st.has_dense:
-        raise ValueError(f"method {method!r} has no interpolant; choose another for dense_output")
-    span = _explicit.Span(t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps)
-    if "control_flow.compiled" in be.capabilities:
-        if dense_output:
-            raise ValueError(
-                f"dense_output needs an eager backend; a compiled solve on {be.name!r} "
-                "stores the times you pass as t_eval"
-            )
-        stored = te if te is not None else np.array([t0, t1])
-        # One traced program: the masked loop, with a batch of one trajectory.
-        jac_one = None
-        if jac_flat is not None:
-            jac_one = lambda t, y: jac_flat(t[0], y[0, :])[None, :, :]  # noqa: E731
-        one = method_for(lambda t, y: f_flat(t[0], y[0, :])[None, :], jac_one, True)
-        res = run_masked(one, span, y_flat[None, :], t_eval=stored)
-        t_out, y_out = res["t"], res["y"][:, 0, :]
-        res["stats"] = {k: v[0] if getattr(v, "ndim", 0) else v for k, v in res["stats"].items()}
-        status = res["status"][0]
-        concrete = _concrete(lambda: int(status))
-        status_int = int(status) if concrete is not None else status
-    else:
-        bar = _progress_bar() if progress else None
-        res = _explicit.run_eager(
-            st, span, y_flat, t_eval=te, keep_dense=dense_output, progress=bar
-        )
-        if bar is not None:
-            bar(None)
-        t_out = xp.asarray(res["t"], dtype=dtype, device=be.device)
-        y_out = (
-            xp.stack(res["y"])
-            if res["y"]
-            else xp.zeros((0, y_flat.shape[0]), dtype=dtype, device=be.device)
-        )
-        status_int = res["status"]
-    y_out = xp.reshape(y_out, (y_out.shape[0], *shape))
-    stats = dict(res["stats"])
-    message = (
-        _explicit.MESSAGES.get(status_int, "see status")
-        if isinstance(status_int, int)
-        else "traced"
+        if y_flat.shape[0]:
+            check_jac(jac_flat(t0, y_flat), "solve", y_flat.shape[0], None)
+    span = _explicit.Span(
+        t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps, max_step
     )
-    dense_fn = _dense_eval(st, res, shape) if dense_output and "steps" in res else None
-    return Solution(t_out, y_out, status_int, message, stats, method, be, dense_fn)
+    return _Problem(be, method, tab, span, y_flat, shape, f_flat, jac_flat, te, dense_output)
+
+
+def _stats(**counts: int) -> dict[str, int]:
+    keys = ("nfev", "njev", "nlu", "steps", "accepted", "rejected")
+    return {k: counts.get(k, 0) for k in keys}
+
+
+def _solve_trivial(p: _Problem) -> Solution:
+    """Nothing to integrate: an empty state, or ``t0 == t1``. The answer is ``y0``."""
+    be, xp, span = p.be, p.be.xp, p.span
+    if p.t_eval is not None:
+        times = p.t_eval
+    else:
+        times = np.array([span.t0] if span.t0 == span.t1 else [span.t0, span.t1])
+    t_out = be.asarray(times)
+    y_out = xp.broadcast_to(p.y0[None, :], (len(times), p.y0.shape[0]))
+    y_out = xp.reshape(xp.asarray(y_out, copy=True), (len(times), *p.shape))
+
+    def dense(t: Any) -> Any:
+        m = np.asarray(t).size
+        out = xp.broadcast_to(xp.reshape(p.y0, p.shape)[None, ...], (m, *p.shape))
+        return out if np.ndim(t) else out[0, ...]
+
+    message = _explicit.MESSAGES[_explicit.SUCCESS]
+    return Solution(
+        t_out, y_out, 0, message, _stats(nfev=1), p.method, be, dense if p.dense_output else None
+    )
+
+
+def _solve_compiled(p: _Problem) -> Solution:
+    """One traced program: the masked loop, with a batch of one trajectory."""
+    be, xp = p.be, p.be.xp
+    stored = p.t_eval if p.t_eval is not None else np.array([p.span.t0, p.span.t1])
+    jac_one = None
+    if p.jac is not None:
+        jac_flat = p.jac
+        jac_one = lambda t, y: jac_flat(t[0], y[0, :])[None, :, :]  # noqa: E731
+    f = p.f
+    one = p.stepper(lambda t, y: f(t[0], y[0, :])[None, :], jac_one, True)
+    res = run_masked(one, p.span, p.y0[None, :], t_eval=stored)
+    y_out = xp.reshape(res["y"][:, 0, :], (res["y"].shape[0], *p.shape))
+    stats = {k: v[0] if getattr(v, "ndim", 0) else v for k, v in res["stats"].items()}
+    status = res["status"][0]
+    if concrete(lambda: int(status)) is None:  # traced (jit, vmap): no message to read
+        return Solution(res["t"], y_out, status, "traced", stats, p.method, be)
+    code = int(status)
+    message = _explicit.MESSAGES.get(code, "see status")
+    return Solution(res["t"], y_out, code, message, stats, p.method, be)
+
+
+def _solve_eager(p: _Problem, progress: bool) -> Solution:
+    """The Python loop: Python floats for control, every step or ``t_eval`` stored."""
+    be, xp = p.be, p.be.xp
+    st = p.stepper(p.f, p.jac, False)
+    bar = _Progress(abs(p.span.t1 - p.span.t0)) if progress else None
+    try:
+        res = _explicit.run_eager(
+            st, p.span, p.y0, t_eval=p.t_eval, keep_dense=p.dense_output, progress=bar
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    t_out = xp.asarray(res["t"], dtype=_explicit.time_dtype(xp, p.dtype), device=be.device)
+    n = p.y0.shape[0]
+    y_out = xp.stack(res["y"]) if res["y"] else xp.zeros((0, n), dtype=p.dtype, device=be.device)
+    y_out = xp.reshape(y_out, (y_out.shape[0], *p.shape))
+    dense_fn = _dense_eval(st, res, p.shape) if p.dense_output else None
+    status = res["status"]
+    message = _explicit.MESSAGES.get(status, "see status")
+    return Solution(t_out, y_out, status, message, dict(res["stats"]), p.method, be, dense_fn)
 
 
 def _dense_eval(
@@ -298,9 +373,16 @@ def _dense_eval(
 ) -> Callable[[Any], Any]:
     be, xp = st.be, st.be.xp
     steps = res["steps"]
+    if not steps:
+
+        def nothing(t: Any) -> Any:
+            raise ValueError(f"no step was accepted ({res['status']=}): nothing to interpolate")
+
+        return nothing
     starts = np.array([s[0] for s in steps])
     ends = np.array([s[0] + s[1] for s in steps])
-    direction = 1.0 if len(steps) == 0 or steps[0][1] > 0 else -1.0
+    direction = 1.0 if steps[0][1] > 0 else -1.0
+    tdt = _explicit.time_dtype(xp, st.dtype)
 
     def evaluate(t: Any) -> Any:
         tq = np.atleast_1d(np.asarray(t, dtype=np.float64))
@@ -312,7 +394,7 @@ def _dense_eval(
         rows = []
         for j, i in enumerate(idx):
             t_start, hs, y0, y1, record = steps[i]
-            theta = xp.asarray([(tq[j] - t_start) / hs], dtype=st.dtype, device=be.device)
+            theta = xp.asarray([(tq[j] - t_start) / hs], dtype=tdt, device=be.device)
             rows.append(st.interpolate(theta, hs, y0, y1, record)[0, ...])
         out = xp.reshape(xp.stack(rows), (len(rows), *shape))
         return out if np.ndim(t) else out[0, ...]
@@ -320,22 +402,17 @@ def _dense_eval(
     return evaluate
 
 
-def _progress_bar() -> Callable[[float | None], None]:
-    import sys
-    import time
+class _Progress:
+    """A tqdm bar over the interval: the callback the eager loop reports fractions to."""
 
-    start = time.monotonic()
-    shown = [-1]
+    def __init__(self, length: float) -> None:
+        from tqdm.auto import tqdm
 
-    def update(fraction: float | None) -> None:
-        if fraction is None:
-            sys.stderr.write("\n")
-            return
-        percent = int(100 * fraction)
-        if percent != shown[0]:
-            shown[0] = percent
-            bar = "#" * (percent // 4)
-            sys.stderr.write(f"\r[{bar:<25}] {percent:3d}% {time.monotonic() - start:6.1f}s")
-            sys.stderr.flush()
+        self.length = length
+        self.bar = tqdm(total=length, unit="t", bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g}")
 
-    return update
+    def __call__(self, fraction: float) -> None:
+        self.bar.update(fraction * self.length - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()

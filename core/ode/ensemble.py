@@ -10,15 +10,20 @@ import numpy as np
 
 from anyxp.backend import Backend
 from anyxp.ode import _explicit
-from anyxp.ode._masked import run_masked
-from anyxp.ode._solve import (
-    _check_jac,
-    _check_method,
-    _check_span,
-    _check_t_eval,
-    _concrete,
-    make_method,
+from anyxp.ode._checks import (
+    check_jac,
+    check_method,
+    check_probe,
+    check_span,
+    check_steps,
+    check_t_eval,
+    check_tolerances,
+    concrete,
+    state_dtype,
 )
+from anyxp.ode._explicit import time_dtype
+from anyxp.ode._masked import run_masked
+from anyxp.ode._solve import make_method
 
 __all__ = ["EnsembleSolution", "solve_ensemble"]
 
@@ -54,11 +59,12 @@ def solve_ensemble(
     *,
     params: Any = None,
     method: str = "tsit5",
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
+    rtol: Any = None,
+    atol: Any = None,
     t_eval: Any = None,
     max_steps: int = 100_000,
     first_step: float | None = None,
+    max_step: float | None = None,
     jac: Callable[..., Any] | None = None,
     dt: float | None = None,
     backend: str | Backend | None = None,
@@ -67,7 +73,8 @@ def solve_ensemble(
 
     Each trajectory has its own adaptive step size and accept/reject decision; a finished
     trajectory is masked out while the others go on. Trajectory ``j`` solved in the batch
-    equals trajectory ``j`` solved alone, to tolerance.
+    equals trajectory ``j`` solved alone, to tolerance. A trajectory that stops early
+    (see ``status``) holds NaN at the requested times it did not reach.
 
     Parameters
     ----------
@@ -87,20 +94,23 @@ def solve_ensemble(
         For the stiff methods: ``jac(t, y)`` or ``jac(t, y, params)`` on the whole batch,
         returning shape ``(B, n, n)``; default automatic differentiation or finite
         differences, as for :func:`anyxp.ode.solve`.
-    method, rtol, atol, max_steps, first_step, dt, backend
-        As for :func:`anyxp.ode.solve`.
+    method, rtol, atol, max_steps, first_step, max_step, dt, backend
+        As for :func:`anyxp.ode.solve` (``rtol`` and ``atol`` may hold one tolerance per
+        state component, shape ``(n,)``).
     """
     import anyxp
 
-    tab, fixed = _check_method(method, rtol, atol, dt)
-    t0, t1 = _check_span(t_span)
+    tab, fixed = check_method(method, dt)
+    t0, t1 = check_span(t_span)
+    first_step, max_step, dt = check_steps(first_step, max_step, dt, max_steps, t0, t1)
     be = anyxp.backend(backend, like=y0)
     xp = be.xp
-    y0 = be.asarray(y0)
+    y0 = state_dtype(be, y0)
     if y0.ndim != 2:
         raise ValueError(f"y0 must have shape (trajectories, states), got {tuple(y0.shape)}")
-    if _concrete(lambda: not xp.all(xp.isfinite(y0))):
+    if concrete(lambda: not xp.all(xp.isfinite(y0))):
         raise ValueError("y0 contains NaN or infinity; the solver needs finite initial states")
+    rtol, atol = check_tolerances(be, rtol, atol, y0.dtype, y0.shape[1])
     extra: tuple[Any, ...] = ()
     if params is not None:
         params = be.asarray(params)
@@ -114,34 +124,49 @@ def solve_ensemble(
     def f_batch(t: Any, y: Any) -> Any:
         return f(t, y, *extra)
 
-    t_probe = xp.full((y0.shape[0],), t0, dtype=y0.dtype, device=be.device)
-    probe = f_batch(t_probe, y0)
-    if tuple(probe.shape) != tuple(y0.shape):
-        raise ValueError(f"f returned shape {tuple(probe.shape)}, expected {tuple(y0.shape)}")
+    t_probe = xp.full((y0.shape[0],), t0, dtype=time_dtype(xp, y0.dtype), device=be.device)
+    check_probe(be, f_batch(t_probe, y0), tuple(y0.shape), y0.dtype, "solve_ensemble")
     jac_batch = None
     if jac is not None:
 
         def jac_batch(t: Any, y: Any) -> Any:
             return jac(t, y, *extra)
 
-        _check_jac(jac_batch(t_probe, y0), "solve_ensemble", y0.shape[1], y0.shape[0])
-    te = np.array([t0, t1]) if t_eval is None else _check_t_eval(t_eval, t0, t1)
+        check_jac(jac_batch(t_probe, y0), "solve_ensemble", y0.shape[1], y0.shape[0])
+    te = np.array([t0, t1]) if t_eval is None else check_t_eval(t_eval, t0, t1)
+    span = _explicit.Span(
+        t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps, max_step
+    )
+    if t0 == t1 or y0.shape[0] * y0.shape[1] == 0:
+        return _trivial(be, method, te, y0)
     if be.has_row_blocks:
         options = {
             "method": method,
-            "rtol": rtol,
-            "atol": atol,
+            # As host values: each block's solve runs on numpy, maybe on another machine.
+            "rtol": rtol if isinstance(rtol, float) else be.to_numpy(rtol),
+            "atol": atol if isinstance(atol, float) else be.to_numpy(atol),
             "t_eval": te,
             "max_steps": max_steps,
             "first_step": first_step,
+            "max_step": max_step,
             "jac": jac,
             "dt": dt,
         }
         return _solve_in_blocks(be, f, (t0, t1), y0, params, options)
-    span = _explicit.Span(t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps)
     st = make_method(be, tab, f_batch, y0.dtype, batched=True, jac=jac_batch, rtol=rtol, atol=atol)
     res = run_masked(st, span, y0, t_eval=te)
     return EnsembleSolution(res["t"], res["y"], res["status"], res["stats"], method, be)
+
+
+def _trivial(be: Backend, method: str, te: np.ndarray, y0: Any) -> EnsembleSolution:
+    """Nothing to integrate (``t0 == t1`` or empty states): every stored state is ``y0``."""
+    xp = be.xp
+    batch = y0.shape[0]
+    y = xp.asarray(xp.broadcast_to(y0[None, ...], (len(te), *y0.shape)), copy=True)
+    zeros = xp.zeros((batch,), dtype=xp.int32, device=be.device)
+    stats = {"steps": zeros, "accepted": zeros, "rejected": zeros, "nfev": 1, "njev": 0, "nlu": 0}
+    t = be.asarray(te, dtype=time_dtype(xp, y0.dtype))
+    return EnsembleSolution(t, y, zeros, stats, method, be)
 
 
 def _solve_in_blocks(

@@ -20,7 +20,10 @@ predictors tabulated by OrdinaryDiffEq.jl and diffrax.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+
+import numpy as np
 
 __all__ = [
     "DOP853",
@@ -64,6 +67,54 @@ class Tableau:
     @property
     def stages(self) -> int:
         return len(self.c)
+
+    @property
+    def has_dense(self) -> bool:
+        """Whether the method has an interpolant (else ``t_eval`` is linear between steps)."""
+        return self.dense is not None or self.extra_dense is not None
+
+    @property
+    def stiffness_stage(self) -> int | None:
+        """The last stage taken at the step's end (``c = 1``) before ``f(t + h, y_new)``.
+
+        Hairer's stiffness test compares the two evaluations of ``f`` at the step's end:
+        ``|f(y_new) - k_s| / |y_new - y_s|`` estimates the dominant eigenvalue. ``None``
+        for a method without such a stage (or a fixed step).
+        """
+        last = self.stages - 1 if self.fsal else self.stages
+        found = [i for i in range(1, last) if self.c[i] == 1.0]
+        return found[-1] if found and self.error_order is not None else None
+
+    @property
+    def stability_boundary(self) -> float:
+        """How far the stability region reaches along the negative real axis (``|h·λ|``).
+
+        Found from the stability polynomial ``R(z) = 1 + z bᵀ(I - zA)⁻¹ 1`` (DOPRI5: 3.31,
+        DOP853: 6.07): a step with ``|h·λ|`` beyond it is held back by stability, not by
+        accuracy.
+        """
+        return _real_stability_boundary(self.a, self.b)
+
+
+@functools.cache
+def _real_stability_boundary(a: tuple[tuple[float, ...], ...], b: tuple[float, ...]) -> float:
+    s = len(b)
+    A = np.zeros((s, s))
+    for i, row in enumerate(a):
+        A[i, : len(row)] = row
+    bv, ones = np.asarray(b), np.ones(s)
+
+    def growth(x: float) -> float:  # |R(-x)|
+        return float(abs(1.0 - x * bv @ np.linalg.solve(np.eye(s) + x * A, ones)))
+
+    x = 1e-3
+    while growth(x) <= 1.0 and x < 100.0:
+        x += 1e-2
+    lo, hi = x - 1e-2, x
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if growth(mid) <= 1.0 else (lo, mid)
+    return float(lo)
 
 
 _DP_A = (
@@ -449,6 +500,8 @@ class RosenbrockTableau:
     e: tuple[float, ...]
     dense: tuple[tuple[float, ...], ...]
 
+    has_dense = True  # its own interpolant (Rosenbrock) or cubic Hermite (ESDIRK)
+
     @property
     def stages(self) -> int:
         return len(self.c)
@@ -583,6 +636,8 @@ class ESDIRKTableau:
     a: tuple[tuple[float, ...], ...]
     predictor: tuple[tuple[float, ...], ...]
     e: tuple[float, ...]
+
+    has_dense = True  # its own interpolant (Rosenbrock) or cubic Hermite (ESDIRK)
 
     @property
     def stages(self) -> int:
