@@ -91,6 +91,35 @@ def test_ppermute_ring_and_partial(backend):
         c.ppermute(_full(backend, 1), [(0, c.size)])
 
 
+@requires("comm.allreduce", "comm.allgather")
+def test_zero_d_arrays_keep_their_shape(backend):
+    """A 0-d array (what ``be.asarray(3.0)`` gives) reduces to a 0-d array on every rank."""
+    c = backend.comm
+    out = c.allreduce(backend.asarray(float(c.rank + 1)))
+    assert out.shape == ()
+    check(backend, out, c.size * (c.size + 1) / 2)
+    check(backend, c.allgather(backend.asarray(float(c.rank))), np.arange(c.size, dtype=float))
+
+
+@requires(
+    "comm.allreduce", "comm.broadcast", "comm.allgather", "comm.reduce_scatter", "comm.ppermute"
+)
+@pytest.mark.parametrize("value", [3.0, [1.0, 2.0]], ids=["float", "list"])
+def test_non_arrays_raise_type_error_naming_asarray(backend, value):
+    """Each rank checks its own input before any communication, at every size."""
+    c = backend.comm
+    calls = {
+        "allreduce": lambda: c.allreduce(value),
+        "broadcast": lambda: c.broadcast(value),
+        "allgather": lambda: c.allgather(value),
+        "reduce_scatter": lambda: c.reduce_scatter(value),
+        "ppermute": lambda: c.ppermute(value, []),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=rf"{name} takes an array.*be\.asarray\("):
+            call()
+
+
 @requires("comm.allreduce")
 def test_result_is_a_new_array(backend):
     """Mutating a collective's result never changes the caller's input."""

@@ -11,6 +11,13 @@ Semantics (the same at size 1 and size N):
 - ``ppermute(x, perm)``: ``perm`` lists ``(source, destination)`` pairs; a rank gets the
   ``x`` of its source, or zeros when no pair names it as destination.
 - ``barrier()``: returns when every rank has called it.
+
+Every rank calls the same collectives in the same order, with the same ``op``, ``root``
+and ``perm`` and arrays of one shape and dtype. ``x`` is an array of the backend (a
+Python number or list raises ``TypeError``: pass ``be.asarray(...)``), and every result
+is a new array. A comm between processes may check the agreement and raise
+``anyxp.CommMismatchError`` on every rank; the local comm has nothing to disagree with.
+The checks of one rank's own arguments live here, so both comms raise the same errors.
 """
 
 from __future__ import annotations
@@ -18,7 +25,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-__all__ = ["REDUCE_OPS", "Comm", "LocalComm", "check_op", "check_perm", "source_of"]
+__all__ = [
+    "REDUCE_OPS",
+    "Comm",
+    "LocalComm",
+    "check_array",
+    "check_blocks",
+    "check_op",
+    "check_perm",
+    "check_root",
+    "source_of",
+]
 
 REDUCE_OPS = ("sum", "prod", "max", "min", "mean")
 
@@ -38,14 +55,51 @@ class Comm(Protocol):
     def barrier(self) -> None: ...
 
 
+def check_array(what: str, x: Any) -> None:
+    """Raise ``TypeError`` unless ``x`` is an array (it has a ``shape`` and a ``dtype``).
+
+    Parameters
+    ----------
+    what : str
+        The collective, named in the message.
+    x : object
+        What the caller passed.
+    """
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return
+    shown = repr(x)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise TypeError(
+        f"{what} takes an array of the backend, got {type(x).__name__} {shown}; "
+        f"pass be.asarray({shown}) instead."
+    )
+
+
 def check_op(op: str, dtype: Any, xp: Any) -> None:
-    """Raise ``ValueError`` for an unknown op or a ``mean`` of integers."""
+    """Raise ``ValueError`` for an unknown op, ``TypeError`` for a ``mean`` of integers."""
     if op not in REDUCE_OPS:
         raise ValueError(f"unknown reduction op {op!r}; choose one of {', '.join(REDUCE_OPS)}")
     if op == "mean" and not xp.isdtype(dtype, ("real floating", "complex floating")):
         raise TypeError(
             f"allreduce(op='mean') needs a floating dtype, got {dtype}; "
             "cast first with xp.astype(x, be.float_dtype)."
+        )
+
+
+def check_root(root: int, size: int) -> None:
+    """Raise ``ValueError`` unless ``root`` is a rank of a comm of ``size`` ranks."""
+    if not 0 <= root < size:
+        raise ValueError(
+            f"broadcast root {root} is outside 0..{size - 1}; pass the rank that holds the data."
+        )
+
+
+def check_blocks(shape: tuple[int, ...], size: int) -> None:
+    """Raise ``ValueError`` unless axis 0 of ``shape`` splits into ``size`` equal blocks."""
+    if not shape or shape[0] % size:
+        raise ValueError(
+            f"reduce_scatter splits axis 0 into {size} blocks; got shape {tuple(shape)}. "
+            "Pad axis 0 to a multiple of the comm size."
         )
 
 
@@ -90,28 +144,31 @@ class LocalComm:
 
     def allreduce(self, x: Any, op: str = "sum") -> Any:
         """Return the reduction over the one rank (a copy of ``x``)."""
+        check_array("allreduce", x)
         check_op(op, x.dtype, self.xp)
         return self._copy(x)
 
     def broadcast(self, x: Any, root: int = 0) -> Any:
         """Return ``root``'s ``x``; ``root`` must be 0."""
-        if root != 0:
-            raise ValueError(f"broadcast root {root} is outside 0..0")
+        check_array("broadcast", x)
+        check_root(root, 1)
         return self._copy(x)
 
     def allgather(self, x: Any) -> Any:
         """Return ``x`` with a new leading axis of length 1."""
+        check_array("allgather", x)
         return self.xp.stack([x])
 
     def reduce_scatter(self, x: Any, op: str = "sum") -> Any:
         """Return the reduction of ``x``, all of it being this rank's block."""
+        check_array("reduce_scatter", x)
         check_op(op, x.dtype, self.xp)
-        if x.ndim == 0:
-            raise ValueError("reduce_scatter needs an array with a leading axis to split")
+        check_blocks(tuple(x.shape), 1)
         return self._copy(x)
 
     def ppermute(self, x: Any, perm: Sequence[tuple[int, int]]) -> Any:
         """Return ``x`` if ``perm`` sends rank 0 to itself, else zeros."""
+        check_array("ppermute", x)
         check_perm(perm, 1)
         return self._copy(x) if source_of(0, perm) == 0 else self.xp.zeros_like(x)
 
@@ -123,7 +180,7 @@ class LocalComm:
 
 
 def create_local(backend: Any, **options: Any) -> LocalComm:
-    """Factory of the ``local`` comm."""
+    """Build the ``local`` comm (the factory its spec names); it takes no options."""
     if options:
         raise TypeError(f"the local comm takes no options, got {sorted(options)}")
     return LocalComm(backend)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 __all__ = [
     "AnyxpError",
@@ -21,16 +21,25 @@ class AnyxpError(Exception):
 
 
 class BackendNotFoundError(AnyxpError, LookupError):
-    """No registered plugin provides a backend (or comm) of the requested name."""
+    """No enabled plugin provides the requested backend or comm, or owns an array's type.
 
-    def __init__(self, name: str, known: Iterable[str], *, kind: str = "backend") -> None:
+    ``reason``, when given, replaces "unknown backend ..." with what is known: a blocked
+    or broken plugin of that name, or an array type no enabled plugin owns.
+    """
+
+    def __init__(
+        self, name: str, known: Iterable[str], *, kind: str = "backend", reason: str | None = None
+    ) -> None:
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        super().__init__(
-            f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known) or 'none'}. "
-            "Run `anyxp list` to see every plugin, or install the plugin that provides it."
+        next_step = (
+            "Run `anyxp list` to see every plugin and its state."
+            if reason is not None
+            else "Run `anyxp list` to see every plugin, or install the plugin that provides it."
         )
+        cause = reason if reason is not None else f"unknown {kind} {name!r}.{hint}"
+        super().__init__(f"{cause} Known {kind}s: {', '.join(known) or 'none'}. {next_step}")
         self.name = name
         self.known = known
         self.suggestion = close[0] if close else None
@@ -61,7 +70,20 @@ class MixedBackendsError(AnyxpError, TypeError):
 
 
 class CommMismatchError(AnyxpError, ValueError):
-    """Ranks passed arrays of different shape or dtype to one collective."""
+    """Ranks called one collective with different arguments; raised on every rank.
+
+    A checked comm compares, before each collective, which collective every rank called,
+    with which ``op``, ``root`` or ``perm``, and the shape and dtype of its array.
+
+    Attributes
+    ----------
+    views : tuple of str
+        What each rank called, indexed by rank, e.g. ``"allgather shape (4,) float64"``.
+    """
+
+    def __init__(self, message: str, views: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.views = tuple(views)
 
 
 class PluginError(AnyxpError):

@@ -1,4 +1,4 @@
-"""The ``mpi`` comm: collectives between MPI processes through mpi4py's buffer methods."""
+"""The ``mpi`` comm: checked collectives with deadlines between MPI processes, via mpi4py."""
 
 from __future__ import annotations
 
@@ -17,6 +17,6 @@ def anyxp_comms() -> list[CommSpec]:
             requires=("mpi4py",),
             install="pip install 'anyxp[mpi]'",
             capabilities=COMM_CAPABILITIES,
-            description="MPI through mpi4py (launch with mpiexec -n N python -m mpi4py ...)",
+            description="MPI through mpi4py (launch with mpiexec -n N python script.py)",
         )
     ]
