@@ -18,25 +18,37 @@ def tol(be: Backend) -> float:
     return 1e-10 if str(be.float_dtype).endswith("float64") else 1e-4
 
 
-def native(be: Backend, x: Any) -> None:
+def host_dtype(be: Backend) -> np.dtype:
+    """Return the numpy dtype of ``be``'s float dtype (what ``be.to_numpy`` returns)."""
+    return np.dtype(str(be.float_dtype).rsplit(".", 1)[-1])
+
+
+def native(be: Backend, x: Any, what: str = "") -> None:
     """Assert that ``x`` is an array of ``be``, on ``be``'s device."""
+    prefix = f"{what}: " if what else ""
     assert name_of(x) == be.name, (
-        f"expected a {be.name} array, got {type(x).__module__}.{type(x).__name__}"
+        f"{prefix}expected a {be.name} array, got {type(x).__module__}.{type(x).__name__}"
     )
     assert be.device_of(x) == be.device or be.device_of(x) is None, (
-        f"array on {be.device_of(x)}, backend device is {be.device}"
+        f"{prefix}array on {be.device_of(x)}, backend device is {be.device}"
     )
 
 
 def check(
-    be: Backend, actual: Any, expected: Any, *, rtol: float | None = None, atol: float | None = None
+    be: Backend,
+    actual: Any,
+    expected: Any,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    what: str = "",
 ) -> None:
     """Assert ``actual`` is ``be``'s array and equals numpy's ``expected`` to tolerance.
 
     The default ``atol`` is far below the values tested but above subnormals, which XLA
-    flushes to zero.
+    flushes to zero. ``what`` names the computation in the failure message.
     """
-    native(be, actual)
+    native(be, actual, what)
     rtol = tol(be) if rtol is None else rtol
     atol = 1e-3 * rtol if atol is None else atol
     assert_close(
@@ -47,6 +59,7 @@ def check(
         check_namespace=False,
         check_dtype=False,
         check_device=False,
+        err_msg=what,
     )
 
 

@@ -1,4 +1,8 @@
-"""The array-API surface anyxp's algorithms rely on, and dtype/device round trips."""
+"""The array-API surface anyxp's algorithms rely on, and dtype/device round trips.
+
+These draw small arrays; ``test_sizes`` runs the same functions on large ones and
+``test_linalg`` the linalg extension.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 import anyxp
 
-from ._helpers import about, check, conformance, lacking, native, requires
+from ._helpers import about, check, conformance, host_dtype, lacking, native, requires
 
 pytestmark = about("arrays")
 
@@ -80,14 +84,31 @@ def test_indexing_and_shapes(backend):
     check(backend, x @ xp.permute_dims(x, (1, 0)), host @ host.T)
 
 
-def test_linalg_solve(backend):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((5, 5)) + 5 * np.eye(5)
-    b = rng.standard_normal((5,))
+def test_dtypes_and_constants(backend):
+    """The dtypes, constants and dtype queries the algorithms read off the namespace."""
     xp = backend.xp
-    assert hasattr(xp, "linalg"), "anyxp's algorithms need the linalg extension (linalg.solve)"
-    sol = xp.linalg.solve(backend.asarray(a), backend.asarray(b)[:, None])[:, 0]
-    check(backend, sol, np.linalg.solve(a, b), rtol=1e-4)
+    assert xp.isdtype(backend.float_dtype, "real floating")
+    assert xp.isdtype(xp.int32, "integral") and not xp.isdtype(xp.int32, "real floating")
+    assert xp.isdtype(xp.bool, "bool")
+    assert xp.isdtype(xp.float32, "real floating")
+    wide = "float64" in backend.capabilities
+    assert not wide or xp.isdtype(xp.float64, "real floating"), "float64 declared, missing"
+    eps = float(xp.finfo(backend.float_dtype).eps)
+    assert eps == float(np.finfo(host_dtype(backend)).eps), f"finfo(float_dtype).eps is {eps}"
+    assert int(xp.iinfo(xp.int32).max) == 2**31 - 1
+    if hasattr(xp, "complex64"):
+        assert xp.isdtype(xp.complex64, "complex floating")
+        assert not wide or xp.isdtype(xp.complex128, "complex floating")
+    special = backend.asarray([xp.inf, -xp.inf, xp.nan, 1.0])
+    check(backend, xp.astype(xp.isfinite(special), backend.float_dtype), [0.0, 0.0, 0.0, 1.0])
+    ints = xp.zeros((3,), dtype=xp.int32, device=backend.device)
+    assert ints.dtype == xp.int32
+    flags = xp.zeros((3,), dtype=xp.bool, device=backend.device)
+    assert flags.dtype == xp.bool and not bool(xp.any(flags))
+    info = xp.__array_namespace_info__()
+    assert any(d == backend.device for d in info.devices()), (
+        f"{backend.device} is not among __array_namespace_info__().devices()"
+    )
 
 
 @conformance
@@ -96,7 +117,7 @@ def test_to_numpy_round_trip(backend, data):
     x = backend.asarray(data)
     host = backend.to_numpy(x)
     assert isinstance(host, np.ndarray)
-    assert host.dtype == np.dtype(str(backend.float_dtype).rsplit(".", 1)[-1])
+    assert host.dtype == host_dtype(backend)
     np.testing.assert_allclose(host, data.astype(host.dtype), rtol=0, atol=0)
 
 

@@ -7,6 +7,7 @@ import fnmatch
 import io
 import json
 import platform
+import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -15,7 +16,14 @@ from typing import Any
 
 from anyxp.capabilities import CAPABILITIES
 
-__all__ = ["Outcome", "Report", "check_backend", "matrix_markdown", "run_check_all"]
+__all__ = [
+    "Outcome",
+    "Report",
+    "check_backend",
+    "matrix_markdown",
+    "run_check_all",
+    "split_failure",
+]
 
 #: Rows every backend reports on, besides the capability vocabulary.
 BASE_ROWS = ("registration", "arrays", "control_flow")
@@ -29,8 +37,8 @@ class Outcome:
     nodeid: str
     capability: str
     outcome: str  # passed, failed, skipped, xfailed, xpassed
-    message: str = ""
-    example: str = ""
+    message: str = ""  # a failure's whole text, a skip's reason, an expected failure's reason
+    example: str = ""  # hypothesis's falsifying example, and the decorator that replays it
 
 
 @dataclass
@@ -43,15 +51,17 @@ class Report:
     declared: list[str]
     capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
+    expected_failures: list[dict[str, str]] = field(default_factory=list)
+    not_provided: list[str] = field(default_factory=list)
     stale_expected_failures: list[str] = field(default_factory=list)
     ok: bool = True
 
     def to_json(self) -> str:
-        """The report as JSON."""
+        """Return the report as JSON."""
         return json.dumps(asdict(self), indent=2)
 
     def to_text(self) -> str:
-        """The report for a terminal."""
+        """Return the report for a terminal: every failure in full, then one summary line."""
         lines = [f"anyxp check {self.backend}" + (f" (comm {self.comm})" if self.comm else "")]
         lines += [f"  {k}: {v}" for k, v in self.versions.items() if v]
         lines.append("")
@@ -60,33 +70,95 @@ class Report:
             counts = ", ".join(f"{n} {k}" for k, n in row["counts"].items() if n)
             lines.append(f"  {cap:<{width}}{row['status']:<20}{counts}")
         for fail in self.failures:
-            lines += ["", f"FAILED {fail['nodeid']}", f"  {fail['message']}"]
+            lines += ["", f"FAILED {fail['nodeid']}", *_indent(fail["message"], 2)]
             if fail["example"]:
-                lines += [
-                    "  reproduce with:",
-                    *(f"    {ln}" for ln in fail["example"].splitlines()),
-                ]
+                lines += ["  reproduce with:", *_indent(fail["example"], 4)]
+        if self.expected_failures:
+            lines += ["", "expected failures, with the reasons the plugin declares:"]
+            lines += [f"  {x['nodeid']}: {x['reason']}" for x in self.expected_failures]
         for pattern in self.stale_expected_failures:
             lines.append(f"\nexpected failure {pattern!r} matches no test: remove it from the spec")
-        lines.append("")
-        lines.append("OK: every declared capability passed" if self.ok else "FAILED: see above")
+        lines += ["", self.summary()]
         return "\n".join(lines)
 
+    def summary(self) -> str:
+        """Return one line: OK, or what is wrong and what to do about it."""
+        gap = ""
+        if self.not_provided:
+            gap = (
+                f"NOT PROVIDED: {', '.join(self.not_provided)}: declared, but every test of it "
+                "is an expected failure. Remove it from the spec's capabilities; undeclared, "
+                "its tests are skipped and its absence is checked to raise UnsupportedError."
+            )
+        if self.failures:
+            return "FAILED: see above" + (f". {gap}" if gap else "")
+        if gap:
+            return gap
+        if not self.ok:
+            return "FAILED: see above"
+        if self.expected_failures:
+            n = len(self.expected_failures)
+            return f"OK: every declared capability passed, with {n} expected failures (above)"
+        return "OK: every declared capability passed"
 
-def _example(text: str) -> str:
-    for marker in ("Falsifying example:", "Failing test case:"):
-        if marker in text:
-            block = text[text.index(marker) :].splitlines()
-            kept = [block[0]]
-            for line in block[1:]:
-                stripped = line.lstrip("E ").rstrip()
-                if not stripped or stripped.startswith(
-                    ("Explanation", "These lines", "You can reproduce")
-                ):
-                    break
-                kept.append(stripped)
-            return "\n".join(line.lstrip("E ").rstrip() for line in kept)
-    return ""
+
+def _indent(text: str, n: int) -> list[str]:
+    return [" " * n + line if line else "" for line in text.splitlines()]
+
+
+#: Where hypothesis's account of a failing example begins (wording varies by version).
+_EXAMPLE_MARKERS = ("Falsifying example:", "Falsifying explicit example:", "Failing test case:")
+_REPLAY = re.compile(r"You can reproduce this .* by temporarily adding (@reproduce_failure\(.*\))")
+_PYTEST_PREFIX = re.compile(r"^E {0,3}")
+
+
+def split_failure(text: str) -> tuple[str, str]:
+    """Split a failure's text into its whole message and hypothesis's whole reproduction.
+
+    The message is everything the exception says: a ``numpy.testing`` mismatch is many
+    lines, the first of them empty. The reproduction is the falsifying example as
+    hypothesis prints it, to its closing parenthesis, then the ``@reproduce_failure``
+    decorator that replays it, where hypothesis printed one. Other notes stay with the
+    message.
+    """
+    found = [i for i in (text.find(m) for m in _EXAMPLE_MARKERS) if i >= 0]
+    if not found:
+        return text.strip(), ""
+    start = min(found)
+    head, rest = text[:start].rstrip(), text[start:].splitlines()
+    example, notes, replay = rest[:1], [], []
+    # A call spread over lines ends with a ")" of its own; a one-line call ends at once.
+    in_example = rest[0].rstrip().endswith("(")
+    for line in rest[1:]:
+        match = _REPLAY.search(line)
+        if match:
+            replay.append(match.group(1))
+        elif in_example:
+            example.append(line.rstrip())
+            in_example = line.rstrip() != ")"
+        else:
+            notes.append(line.rstrip())
+    message = "\n".join([head, *notes]).strip()
+    return message, "\n".join([*example, *replay])
+
+
+def _failure(report: Any) -> tuple[str, str]:
+    """Return a failed test's whole message and its reproduction (see :func:`split_failure`).
+
+    pytest's crash line holds all of one exception, notes included. When hypothesis found
+    several distinct failures, it raised them as a group whose crash line is only a
+    heading: then the message is the group as pytest printed it, every example inside.
+    """
+    crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", None)
+    text = str(report.longrepr)
+    if crash and (_has_example(crash) or not _has_example(text)):
+        return split_failure(str(crash))
+    errors = [_PYTEST_PREFIX.sub("", ln, count=1) for ln in text.splitlines() if ln[:2] == "E "]
+    return ("\n".join(errors) if errors else text).strip(), ""
+
+
+def _has_example(text: str) -> bool:
+    return any(m in text for m in _EXAMPLE_MARKERS)
 
 
 class _Collector:
@@ -104,25 +176,16 @@ class _Collector:
     def pytest_runtest_logreport(self, report: Any) -> None:
         if report.when != "call" and not (report.when == "setup" and not report.passed):
             return
-        outcome = report.outcome
+        outcome, message, example = report.outcome, "", ""
         if hasattr(report, "wasxfail"):
             outcome = "xfailed" if report.skipped else "xpassed"
-        text = str(report.longrepr) if report.failed else ""
-        message = ""
+            message = report.wasxfail
         if report.failed:
-            errors = [ln for ln in text.splitlines() if ln.startswith("E ")]
-            message = errors[0][1:].strip() if errors else text.strip().splitlines()[-1]
-        elif report.skipped and isinstance(report.longrepr, tuple):
+            message, example = _failure(report)
+        elif outcome == "skipped" and isinstance(report.longrepr, tuple):
             message = report.longrepr[2]
-        self.outcomes.append(
-            Outcome(
-                report.nodeid,
-                self.capability_of.get(report.nodeid, "arrays"),
-                outcome,
-                message,
-                _example(text),
-            )
-        )
+        capability = self.capability_of.get(report.nodeid, "arrays")
+        self.outcomes.append(Outcome(report.nodeid, capability, outcome, message, example))
 
 
 def _versions(name: str) -> dict[str, str | None]:
@@ -139,6 +202,21 @@ def _versions(name: str) -> dict[str, str | None]:
         "library": _library_version(spec),
         "python": platform.python_version(),
     }
+
+
+def _status(counts: Counter[str], *, required: bool) -> str:
+    """Return a capability's status from the outcomes of its tests.
+
+    Declared, but with expected failures and not one passing test, it is *not provided*:
+    the plugin itself says none of it works, so the declaration is refused.
+    """
+    if counts["failed"] or counts["xpassed"]:
+        return "failed"
+    if not required:
+        return "unsupported"
+    if counts["xfailed"]:
+        return "expected failure" if counts["passed"] else "not provided"
+    return "passed" if counts["passed"] else "not tested"
 
 
 def check_backend(
@@ -182,30 +260,23 @@ def check_backend(
     for o in collector.outcomes:
         by_cap[o.capability].append(o)
     for cap in ROWS:
-        outcomes = by_cap.get(cap, [])
-        counts = Counter(o.outcome for o in outcomes)
-        required = cap in BASE_ROWS or cap in declared
-        if counts["failed"] or counts["xpassed"]:
-            status = "failed"
-        elif not required:
-            status = "unsupported"
-        elif counts["xfailed"]:
-            status = "expected failure"
-        elif counts["passed"]:
-            status = "passed"
-        else:
-            status = "not tested"
+        counts = Counter(o.outcome for o in by_cap.get(cap, []))
+        status = _status(counts, required=cap in BASE_ROWS or cap in declared)
         report.capabilities[cap] = {
             "status": status,
             "declared": cap in declared,
             "counts": {k: counts[k] for k in ("passed", "failed", "skipped", "xfailed", "xpassed")},
         }
-        if status == "failed":
+        if status == "not provided":
+            report.not_provided.append(cap)
+        if status in ("failed", "not provided"):
             report.ok = False
     for o in collector.outcomes:
         if o.outcome in ("failed", "xpassed"):
             message = o.message or "passed, but the plugin declares it as an expected failure"
             report.failures.append({"nodeid": o.nodeid, "message": message, "example": o.example})
+        elif o.outcome == "xfailed":
+            report.expected_failures.append({"nodeid": o.nodeid, "reason": o.message})
     report.stale_expected_failures = [
         p
         for p in spec.expected_failures
@@ -253,12 +324,13 @@ _SYMBOL = {
     "failed": "❌",
     "unsupported": "—",
     "expected failure": "⚠️",
+    "not provided": "🚫",
     "not tested": "·",
 }
 
 
 def matrix_markdown(results: dict[str, dict[str, Any]]) -> str:
-    """The capability-by-backend support matrix as a markdown table."""
+    """Return the capability-by-backend support matrix as a markdown table."""
     names = list(results)
     caps = ROWS
     lines = [
@@ -274,7 +346,8 @@ def matrix_markdown(results: dict[str, dict[str, Any]]) -> str:
     lines.append("")
     lines.append(
         "✅ declared and passed · ❌ declared and failed · ⚠️ declared, with expected failures · "
-        "— not declared (using AD or float64 then raises `UnsupportedError`, checked; `jit` "
-        "and loops run eagerly) · · declared, but nothing here to test it on (no GPU)"
+        "🚫 declared, but every test an expected failure: not provided · — not declared "
+        "(using AD, float64 or linalg then raises `UnsupportedError`, checked; `jit` and "
+        "loops run eagerly) · · declared, but nothing here to test it on (no GPU)"
     )
     return "\n".join(lines)

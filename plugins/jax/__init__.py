@@ -24,6 +24,7 @@ def anyxp_backends() -> list[BackendSpec]:
             capabilities={
                 "arrays",
                 "float64",
+                "linalg",
                 "dlpack",
                 "random",
                 *AD_CAPABILITIES,
