@@ -84,6 +84,14 @@ def _first_array(like: Any, name: str) -> Any:
     return None
 
 
+def _real_floating(be: Backend, x: Any) -> bool:
+    """Whether ``x`` holds real floats (a JAX random key's dtype is no numeric dtype)."""
+    try:
+        return bool(be.xp.isdtype(x.dtype, "real floating"))
+    except TypeError:
+        return False
+
+
 def _token(obj: Any) -> Any:
     """A hashable stand-in for a device or dtype (CuPy's devices are unhashable)."""
     try:
@@ -155,7 +163,7 @@ def _from_like(
     base = _cached(name, None, None, comm, comm_options)
     if device is None:
         device = base.device_of(x)
-    if dtype is None and base.xp.isdtype(x.dtype, "real floating"):
+    if dtype is None and _real_floating(base, x):
         dtype = x.dtype
     be = _cached(name, device, dtype, comm, comm_options)
     if comm is None and not comm_options and type(like) is type(x):

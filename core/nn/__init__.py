@@ -1,0 +1,27 @@
+"""Small neural building blocks written once against the array API: ``anyxp.nn``.
+
+An MLP with explicit parameters (:func:`mlp_init`, :func:`mlp_apply`) and functional
+optimizers (:func:`adam`, :func:`sgd`), for the algorithms that train networks (neural
+ODEs, PINNs, DeepONets) on any backend. Gradients come from the backend, ``be.ad``.
+"""
+
+from __future__ import annotations
+
+from anyxp.nn._activations import ACTIVATIONS
+from anyxp.nn._mlp import Activation, Params, mlp_apply, mlp_init, num_params
+from anyxp.nn._optim import AdamState, Optimizer, Schedule, SGDState, adam, sgd
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "AdamState",
+    "Optimizer",
+    "Params",
+    "SGDState",
+    "Schedule",
+    "adam",
+    "mlp_apply",
+    "mlp_init",
+    "num_params",
+    "sgd",
+]
