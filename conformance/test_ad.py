@@ -124,6 +124,52 @@ def test_hessian_matches_finite_differences_of_grad(backend, x0):
     np.testing.assert_allclose(hn, hn.T, rtol=1e-6, atol=1e-8)
 
 
+def _custom_rule(be):
+    """``sin(x)·p`` with its derivative given twice: as a VJP rule and as a Jacobian."""
+    xp = be.xp
+
+    def fun(x, p):
+        return xp.sin(x) * p, (xp.asarray(7, dtype=xp.int32, device=be.device),)
+
+    def fwd(x, p):
+        return fun(x, p), None
+
+    def bwd(args, _res, out_bar):
+        x, p = args  # recomputed from the inputs: derivatives of the rule itself work
+        return out_bar * xp.cos(x) * p, xp.sum(out_bar * xp.sin(x))
+
+    def jacobian(x, p):
+        return xp.eye(x.shape[0], dtype=x.dtype, device=be.device) * (xp.cos(x) * p), xp.reshape(
+            xp.sin(x), (-1, 1)
+        )
+
+    return be.ad.custom_vjp(fun, fwd, bwd), be.ad.with_jacobian(fun, jacobian)
+
+
+@requires("ad.custom")
+@conformance
+@given(x0=points, p0=st.floats(0.5, 2.0))
+def test_custom_rules_give_the_derivatives(backend, x0, p0):
+    be = _be(backend)
+    xp = be.xp
+    x, p = be.asarray(x0), be.asarray(p0)
+    expected_x = 2 * np.sin(x0) * p0 * np.cos(x0) * p0
+    expected_p = 2 * np.sum(np.sin(x0) ** 2) * p0
+    for g in _custom_rule(be):
+        out, aux = g(x, p)
+        close(be, out, np.sin(x0) * p0)
+        assert int(be.to_numpy(aux[0])) == 7  # auxiliary outputs pass through
+        loss = lambda x, p, g=g: xp.sum(g(x, p)[0] ** 2)  # noqa: E731
+        gx, gp = be.ad.grad(loss, argnums=(0, 1))(x, p)
+        close(be, gx, expected_x)
+        close(be, gp, expected_p)
+        # second order: the rules are built from differentiable operations
+        gpp = be.ad.grad(lambda p, loss=loss: be.ad.grad(lambda p: loss(x, p))(p))(p)
+        close(be, gpp, 2 * np.sum(np.sin(x0) ** 2))
+    _, tangent = be.ad.jvp(lambda p: _custom_rule(be)[1](x, p)[0], (p,), (be.asarray(1.0),))
+    close(be, tangent, np.sin(x0))  # forward mode through the Jacobian rule
+
+
 #: The functions of ``be.ad`` each AD capability promises.
 AD_FUNCTIONS = {
     "ad.grad": ("grad", "value_and_grad"),

@@ -31,12 +31,9 @@ def resolve_dtype(spec: BackendSpec, xp: ModuleType, dtype: Any, device: Any = N
     only an explicit ``dtype="float64"`` turns on.
     """
     if dtype is None:
-        if "float64" in spec.capabilities and _makes_float64(xp, device):
-            return np.dtype("float64") if xp.float64 is np.float64 else xp.float64
-        try:
-            return xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
-        except (AttributeError, TypeError):
-            return xp.float32
+        wide = "float64" in spec.capabilities and _makes_float64(xp, device)
+        # float64 not declared (or JAX outside x64 mode): single precision.
+        dtype = "float64" if wide else "float32"
     if isinstance(dtype, str):
         if dtype not in _FLOAT_NAMES or not hasattr(xp, dtype):
             raise ValueError(
@@ -298,3 +295,12 @@ class Backend:
     def jit(self, fun: Callable[..., Any], **options: Any) -> Callable[..., Any]:
         """Compile ``fun`` where the backend compiles; return it unchanged otherwise."""
         return self.control.jit(fun, **options)  # type: ignore[no-any-return]
+
+    def tree_flatten(self, tree: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:
+        """The leaves of a pytree and ``rebuild(leaves)``: nested tuples, lists and dicts,
+        and whatever else the backend's library treats as a tree (JAX's registered nodes).
+        """
+        from anyxp.control_flow import tree_flatten
+
+        flatten = getattr(self.control, "tree_flatten", tree_flatten)
+        return flatten(tree)  # type: ignore[no-any-return]

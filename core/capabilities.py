@@ -10,14 +10,18 @@ __all__ = ["AD_CAPABILITIES", "CAPABILITIES", "COMM_CAPABILITIES", "check_capabi
 CAPABILITIES = MappingProxyType(
     {
         "arrays": "the array-API surface anyxp's algorithms use (creation, elementwise, "
-        "reductions, indexing, linalg.solve)",
+        "reductions, indexing, products) at every size",
         "float64": "double precision arrays (dtype='float64')",
+        "linalg": "xp.linalg.solve and xp.linalg.inv, batched over leading axes",
         "dlpack": "arrays export through DLPack (numpy.from_dlpack works on them)",
         "ad.grad": "be.ad.grad and be.ad.value_and_grad",
         "ad.vjp": "be.ad.vjp (reverse mode)",
         "ad.jvp": "be.ad.jvp (forward mode)",
         "ad.jacobian": "be.ad.jacobian",
         "ad.hessian": "be.ad.hessian",
+        "ad.custom": "be.ad.custom_vjp and be.ad.with_jacobian: functions that bring their own "
+        "derivative rules (an ODE solve's adjoint), composing with grad, vjp, jvp and second "
+        "derivatives",
         "jit": "be.jit compiles a function",
         "control_flow.compiled": "while_loop, fori_loop, scan and cond trace into compiled code",
         "random": "be.random draws reproducible numbers from explicit keys",
@@ -31,7 +35,7 @@ CAPABILITIES = MappingProxyType(
     }
 )
 
-AD_CAPABILITIES = ("ad.grad", "ad.vjp", "ad.jvp", "ad.jacobian", "ad.hessian")
+AD_CAPABILITIES = ("ad.grad", "ad.vjp", "ad.jvp", "ad.jacobian", "ad.hessian", "ad.custom")
 
 #: What a comm with every collective declares (the local comm among them).
 COMM_CAPABILITIES = frozenset(c for c in CAPABILITIES if c.startswith("comm."))

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar
 
-__all__ = ["EagerControlFlow", "tree_map"]
+__all__ = ["EagerControlFlow", "tree_flatten", "tree_map"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,20 @@ def _leaves(tree: Any) -> list[Any]:
     out: list[Any] = []
     tree_map(out.append, tree)
     return out
+
+
+def tree_flatten(tree: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:
+    """The leaves of nested tuples, lists and dicts, and the function that rebuilds the tree.
+
+    ``rebuild(leaves)`` puts new leaves in the old ones' places.
+    """
+    leaves = _leaves(tree)
+
+    def rebuild(new: list[Any]) -> Any:
+        it = iter(new)
+        return tree_map(lambda _: next(it), tree)
+
+    return leaves, rebuild
 
 
 class EagerControlFlow:
@@ -90,3 +104,8 @@ class EagerControlFlow:
     def jit(self, fun: Callable[..., T], **_: Any) -> Callable[..., T]:
         """Return ``fun`` unchanged: an eager backend runs it as it is."""
         return fun
+
+    @staticmethod
+    def tree_flatten(tree: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:
+        """Leaves and rebuild function of nested tuples, lists and dicts (see ``tree_flatten``)."""
+        return tree_flatten(tree)

@@ -247,6 +247,13 @@ def test_stiffness_detection_stays_quiet_on_non_stiff_problems(name):
     assert sol.status == 0 and sol.stats["accepted"] > 1000  # the test ran, and said no
 
 
+def test_stiffness_detection_runs_on_torch_too():
+    be = on("torch")
+    p = PROBLEMS["van_der_pol_stiff"]
+    sol = solve(p.f, (0.0, 50.0), be.asarray(p.y0), method="dopri5", rtol=1e-6)
+    assert sol.status == 4 and sol.stats["accepted"] > 1000
+
+
 def test_an_ensemble_probes_f_like_solve_does():
     torch = pytest.importorskip("torch")
     y0 = np.ones((2, 1))

@@ -27,6 +27,7 @@ __all__ = [
     "check_t_eval",
     "check_tolerances",
     "concrete",
+    "concrete_int",
     "real_dtype",
     "state_dtype",
 ]
@@ -39,6 +40,14 @@ def concrete(check: Callable[[], Any]) -> bool | None:
     try:
         return bool(check())
     except Exception:  # noqa: BLE001 - tracers refuse bool() with library-specific errors
+        return None
+
+
+def concrete_int(value: Any) -> int | None:
+    """``value`` as an int, or ``None`` when it is being traced (jit)."""
+    try:
+        return int(value)
+    except Exception:  # noqa: BLE001 - tracers refuse int() with library-specific errors
         return None
 
 

@@ -51,9 +51,14 @@ class Span:
     fixed: bool
     max_steps: int
     max_step: float = math.inf
+    #: The direction of integration, given where ``t0`` and ``t1`` are arrays whose values
+    #: may not be known (a traced interval in the masked loop).
+    sign: float | None = None
 
     @property
     def direction(self) -> float:
+        if self.sign is not None:
+            return self.sign
         return 1.0 if self.t1 >= self.t0 else -1.0
 
     @property
@@ -190,9 +195,7 @@ class Stepper:
         y_stage = y + _col(hs, self.batched) * weighted_sum(self.tab.a[i], ks[:i])
         num = xp.sum(xp.abs(f_new - ks[i]) ** 2, axis=-1)
         den = xp.sum(xp.abs(y_new - y_stage) ** 2, axis=-1)
-        return (
-            xp.abs(hs) * xp.sqrt(num / xp.where(den > 0, den, 1.0)) * xp.astype(den > 0, num.dtype)
-        )
+        return abs(hs) * xp.sqrt(num / xp.where(den > 0, den, 1.0)) * xp.astype(den > 0, num.dtype)
 
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
         """One step of signed size ``hs`` from ``(t, y)`` where ``f(t, y) = f0``."""
@@ -225,6 +228,16 @@ class Stepper:
         err = None if fixed else self._error(h, K)
         nfev = tab.stages - 1 + (0 if tab.fsal else 1)
         return Attempt(y_new, f_new, err, None, (t, K), {"nfev": nfev})
+
+    def record_rows(self, record: Any) -> tuple[Any, ...]:
+        """A batched step's record as arrays with the batch axis first (to store by row)."""
+        t, K = record
+        return t, self.be.xp.permute_dims(K, (1, 0, 2))
+
+    def from_rows(self, rows: tuple[Any, ...]) -> Any:
+        """The record back from :meth:`record_rows`."""
+        t, K = rows
+        return t, self.be.xp.permute_dims(K, (1, 0, 2))
 
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any:
         """States at fractions ``theta`` of a step: shape (m, n), or (m, B, n) batched.
@@ -285,6 +298,8 @@ class Method(Protocol):
     @property
     def stiffness_bound(self) -> float | None: ...
     def stiffness(self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any) -> Any: ...
+    def record_rows(self, record: Any) -> tuple[Any, ...]: ...
+    def from_rows(self, rows: tuple[Any, ...]) -> Any: ...
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt: ...
     def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any: ...
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any: ...
@@ -303,11 +318,11 @@ def initial_step(st: Method, t0: Any, y0: Any, f0: Any, span: Span) -> Any:
     ``[t0, t1]`` (as scipy's ``select_initial_step`` does).
     """
     xp, b = st.be.xp, st.batched
-    bound = min(abs(span.t1 - span.t0), span.max_step)
     scale = span.atol + xp.abs(y0) * span.rtol
     d0 = xp.sqrt(xp.mean((xp.abs(y0) / scale) ** 2, axis=-1))
     d1 = xp.sqrt(xp.mean((xp.abs(f0) / scale) ** 2, axis=-1))
-    tiny = xp.full_like(d0, min(1e-6, bound))
+    bound = xp.minimum(xp.zeros_like(d0) + abs(span.t1 - span.t0), span.max_step)
+    tiny = xp.minimum(xp.full_like(d0, 1e-6), bound)
     h0 = xp.where((d0 < 1e-5) | (d1 < 1e-5), tiny, 0.01 * d0 / xp.where(d1 == 0, 1.0, d1))
     h0 = xp.minimum(h0, bound)
     f1 = st.f(t0 + span.direction * h0, y0 + span.direction * _col(h0, b) * f0)
@@ -402,6 +417,7 @@ class _EagerLoop:
         self.steps: list[tuple[float, float, Any, Any, Any]] = []
         self.next_eval = 0
         self.accepted = self.rejected = 0
+        self.log: tuple[list[float], list[float]] = ([], [])  # each accepted step's t, h
 
     def store_start(self, y0: Any) -> None:
         t0, te = self.span.t0, self.t_eval
@@ -488,6 +504,8 @@ class _EagerLoop:
                 continue
             t_new = t1 if last else t + hs
             self.store_step(t, hs, t_new, y, y_new, step.record)
+            self.log[0].append(t)
+            self.log[1].append(hs)
             if self.progress is not None:
                 self.progress(abs(t_new - t0) / length)
             self.accepted += 1
@@ -515,4 +533,5 @@ class _EagerLoop:
                 "rejected": self.rejected,
             },
             "steps": self.steps,
+            "log": self.log,
         }

@@ -137,6 +137,13 @@ class _Implicit:
     def stiffness(self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any) -> Any:
         raise NotImplementedError("stiff methods have no stiffness test")
 
+    def record_rows(self, record: Any) -> tuple[Any, ...]:
+        """The record's arrays, each ``(B, n)`` already."""
+        return tuple(record)
+
+    def from_rows(self, rows: tuple[Any, ...]) -> Any:
+        return list(rows)
+
     def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any:
         """The RMS error scaled by the tolerances (per row of a batch)."""
         return error_norm(self.be.xp, err, y, y_new, rtol, atol)
@@ -254,6 +261,8 @@ class ESDIRK(_Implicit):
     rtol: Any  # a float or one tolerance per component
     atol: Any
     min_rtol: float  # the tightest of rtol, for the Newton tolerance
+    #: Stages whose derivatives are exact (for sensitivities): see :meth:`_exact`.
+    exact_stages: bool = False
 
     @property
     def order(self) -> int:
@@ -283,6 +292,8 @@ class ESDIRK(_Implicit):
             ti = t + tab.c[i] * hs
             eta = xp.maximum(eta, _eps(xp, self.dtype)) ** 0.8  # Hairer: distrust a tiny rate
             z, converged, eta, used = self._newton(ti, z, base, hg, inv, scale, newton_tol, eta)
+            if self.exact_stages:
+                z = self._exact(ti, z, base, hg)
             iterations = iterations + used
             converged_all = converged if converged_all is None else converged_all & converged
             # The stage derivative from the stage equation: no extra evaluation of f.
@@ -298,6 +309,23 @@ class ESDIRK(_Implicit):
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any:
         """Cubic Hermite interpolation (third order) from the step's ends."""
         return self._hermite(theta, hs, y, y_new, *record)
+
+    def _exact(self, t: Any, z: Any, base: Any, hg: Any) -> Any:
+        """The stage ``z`` again, now as a function of the inputs with exact derivatives.
+
+        The simplified Newton iteration's derivatives (differentiated through its loop, with
+        the Jacobian of the step's start) only approach the stage's. From the converged
+        value, taken as a constant, two full Newton steps with the Jacobian at the stage
+        give the stage's first and second derivatives exactly (the implicit function
+        theorem: Newton's map has zero derivative at its root), at the value it had.
+        """
+        hgc = _col(hg, self.batched)
+        z = self.be.ad.stop_gradient(z)
+        for _ in range(2):
+            fz = self.f(t, z)
+            J, _ = self.jac(t, z, fz)
+            z = z - _matvec(self.iteration_matrix_inverse(J, hg), z - base - hgc * fz)
+        return z
 
     def _newton(
         self, t: Any, z: Any, base: Any, hg: Any, inv: Any, scale: Any, tol: float, eta: Any

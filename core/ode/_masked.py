@@ -33,36 +33,85 @@ from anyxp.ode._explicit import (
 )
 
 
-def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[str, Any]:
+class StepLog:
+    """The accepted steps of every iteration: per row its ``t`` and ``h`` (0: no step).
+
+    A compiled loop writes into buffers of ``max_steps`` rows (its state has fixed
+    shapes); an eager loop appends to lists. Sensitivities replay the log.
+    """
+
+    def __init__(self, st: Method, span: Span, batch: int, dtype: Any) -> None:
+        self.be, self.compiled = st.be, bool(getattr(st.be.control, "compiled", False))
+        self.shape, self.dtype = (span.max_steps, batch), dtype
+        self.ts: list[Any] = []
+        self.hs: list[Any] = []
+
+    def init(self) -> Any:
+        if not self.compiled:
+            return None
+        xp, dev = self.be.xp, self.be.device
+        zeros = xp.zeros(self.shape, dtype=self.dtype, device=dev)
+        return zeros, xp.zeros_like(zeros), xp.asarray(0, dtype=xp.int32, device=dev)
+
+    def record(self, state: Any, t: Any, h: Any) -> Any:
+        if not self.compiled:
+            self.ts.append(t)
+            self.hs.append(h)
+            return None
+        import array_api_extra as xpx
+
+        t_buf, h_buf, i = state
+        return xpx.at(t_buf, i).set(t), xpx.at(h_buf, i).set(h), i + 1
+
+    def result(self, state: Any) -> tuple[Any, Any, Any]:
+        """``(ts, hs, iterations)``: the logs, each of shape (rows, B), and how many of
+        their rows were written (a compiled loop's buffers have ``max_steps`` rows)."""
+        if self.compiled:
+            return state
+        xp, dev = self.be.xp, self.be.device
+        if not self.ts:
+            empty = xp.zeros((0, self.shape[1]), dtype=self.dtype, device=dev)
+            return empty, empty, 0
+        return xp.stack(self.ts), xp.stack(self.hs), len(self.ts)
+
+
+def run_masked(
+    st: Method, span: Span, y0: Any, *, t_eval: np.ndarray, log: bool = False
+) -> dict[str, Any]:
     """Integrate a batch ``y0`` of shape (B, n); store the states at ``t_eval``.
 
     ``st`` is a batched method: its ``f`` takes ``t`` of shape (B,) (each trajectory's own
     time) and ``y`` of shape (B, n). Returns ``t`` (m,), ``y`` (m, B, n), per-trajectory
-    ``status`` and counts. A requested time a trajectory never reaches holds NaN.
+    ``status`` and counts. A requested time a trajectory never reaches holds NaN. With
+    ``log=True`` also ``log``: the accepted steps, see :class:`StepLog`.
     """
     be, xp = st.be, st.be.xp
     dt, dev = st.dtype, be.device
     tdt = time_dtype(xp, dt)
     direction = span.direction
     batch, n = y0.shape
+    # The interval's ends may be arrays (a backward adjoint segment inside jit).
+    T0 = xp.asarray(span.t0, dtype=tdt, device=dev)
     T1 = xp.asarray(span.t1, dtype=tdt, device=dev)
     te = xp.asarray(t_eval, dtype=tdt, device=dev)
-    t = xp.full((batch,), span.t0, dtype=tdt, device=dev)
+    t = xp.zeros((batch,), dtype=tdt, device=dev) + T0
     f0 = st.f(t, y0)
     if span.h is None:
-        h = initial_step(st, t, y0, f0, span)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # f0 may be NaN
+            h = initial_step(st, t, y0, f0, span)
         nfev0 = 2
     else:
         h = xp.full((batch,), span.h, dtype=tdt, device=dev)
         nfev0 = 1
     exponent = -1.0 / (st.order + 1)
     ints = xp.zeros((batch,), dtype=xp.int32, device=dev)
-    at_start = (te == span.t0)[:, None, None]
+    at_start = (te == T0)[:, None, None]
     out = xp.where(
         at_start, y0[None, :, :], xp.full((te.shape[0], batch, n), xp.nan, dtype=dt, device=dev)
     )
     eps = float(xp.finfo(tdt).eps)
     tiny = 10 * eps  # relative to |t|: below it, t + h rounds back to t
+    resolution = tiny * xp.maximum(xp.abs(T0), xp.abs(T1))  # as Span.resolution
     bound = None if span.fixed else st.stiffness_bound
 
     def const(v: int) -> Any:
@@ -72,17 +121,19 @@ def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[s
     # f(t0, y0) already NaN or infinite: that trajectory ends at once.
     status0 = xp.where(xp.all(xp.isfinite(f0), axis=-1), const(RUNNING), const(NONFINITE))
     stiffness0 = (ints, ints)  # Hairer's counts of stiff and of non-stiff tested steps
-    state0 = (t, y0, f0, h, ints, ints, counts0, status0, ints == 1, out, stiffness0)
+    steps = StepLog(st, span, batch, tdt) if log else None
+    log0 = None if steps is None else steps.init()
+    state0 = (t, y0, f0, h, ints, ints, counts0, status0, ints == 1, out, stiffness0, log0)
 
     def cond(state: Any) -> Any:
         return xp.any(state[7] == RUNNING)
 
     def body(state: Any) -> Any:
-        t, y, f0, h, acc, rej, counts, status, rej_last, out, stiffness = state
+        t, y, f0, h, acc, rej, counts, status, rej_last, out, stiffness, log_state = state
         running = status == RUNNING
         remaining = xp.abs(T1 - t)
         h_try = xp.minimum(h, span.max_step)
-        last = h_try >= remaining - span.resolution  # lands on t1 exactly (see run_eager)
+        last = h_try >= remaining - resolution  # lands on t1 exactly (see run_eager)
         h_try = xp.where(last, remaining, h_try)
         hs = direction * h_try
         step = st.attempt(t, y, f0, hs, fixed=span.fixed)
@@ -126,6 +177,8 @@ def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[s
             stiffness = _stiffness(st, bound, ok, acc, stiffness, (hs, y, y_new, f_new, step))
             stiff = (status == RUNNING) & (stiffness[0] >= STIFF_STEPS)
             status = xp.where(stiff, const(STIFF), status)
+        if steps is not None:
+            log_state = steps.record(log_state, t, xp.where(ok, hs, 0.0))
         t = xp.where(ok, t_new, t)
         y = xp.where(ok[:, None], y_new, y)
         f0 = xp.where(ok[:, None], f_new, f0)
@@ -136,17 +189,21 @@ def run_masked(st: Method, span: Span, y0: Any, *, t_eval: np.ndarray) -> dict[s
         status = xp.where(collapsed & ~finite, const(NONFINITE), status)
         if span.fixed:
             status = xp.where((status == RUNNING) & ~finite, const(NONFINITE), status)
-        return (t, y, f0, h_next, acc, rej, counts, status, running & ~ok, out, stiffness)
+        state = (t, y, f0, h_next, acc, rej, counts, status, running & ~ok, out, stiffness)
+        return (*state, log_state)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # see run_eager
         state = be.while_loop(cond, body, state0)
-    _, _, _, _, acc, rej, counts, status, _, out, _ = state
-    return {
+    _, _, _, _, acc, rej, counts, status, _, out, _, log_state = state
+    res = {
         "t": te,
         "y": out,
         "status": status,
         "stats": {**counts, "steps": acc + rej, "accepted": acc, "rejected": rej},
     }
+    if steps is not None:
+        res["log"] = steps.result(log_state)
+    return res
 
 
 def _stiffness(

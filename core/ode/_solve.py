@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,13 +20,15 @@ from anyxp.ode._checks import (
     check_t_eval,
     check_tolerances,
     concrete,
+    concrete_int,
     state_dtype,
 )
 from anyxp.ode._implicit import ESDIRK, Rosenbrock, jacobian_source
 from anyxp.ode._masked import run_masked
+from anyxp.ode._sensitivity import Params, Solver, check_mode, time_inputs
 from anyxp.ode.tableaux import ESDIRKTableau, Tableau
 
-__all__ = ["Solution", "make_method", "solve"]
+__all__ = ["Solution", "make_method", "smallest", "solve", "values_of"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Solution:
         return self._dense(t)
 
 
-def _smallest(be: Backend, tol: Any) -> float:
+def smallest(be: Backend, tol: Any) -> float:
     """The smallest of a tolerance given as a float or as an array."""
     return tol if isinstance(tol, float) else float(np.min(be.to_numpy(tol)))
 
@@ -78,16 +80,20 @@ def make_method(
     jac: Callable[[Any, Any], Any] | None,
     rtol: Any,
     atol: Any,
+    exact_stages: bool = False,
 ) -> _explicit.Method:
-    """The stepper for a tableau: explicit Runge-Kutta, Rosenbrock or ESDIRK."""
+    """The stepper for a tableau: explicit Runge-Kutta, Rosenbrock or ESDIRK.
+
+    ``exact_stages``: implicit stages with exact derivatives (sensitivities; ESDIRK).
+    """
     if isinstance(tab, Tableau):
         return _explicit.Stepper(be, tab, f, dtype, batched)
-    if "linalg" in _known_capabilities() and "linalg" not in be.capabilities:
+    if "linalg" not in be.capabilities:  # checked up front, not as a crash inside a step
         from anyxp.errors import UnsupportedError
         from anyxp.registry import get_registry
 
         raise UnsupportedError(be.name, "linalg", get_registry().providers("linalg"))
-    jac_fn, _ = jacobian_source(be, f, jac, dtype, batched=batched, atol=_smallest(be, atol))
+    jac_fn, _ = jacobian_source(be, f, jac, dtype, batched=batched, atol=smallest(be, atol))
     if isinstance(tab, ESDIRKTableau):
         return ESDIRK(
             be=be,
@@ -98,15 +104,10 @@ def make_method(
             tab=tab,
             rtol=rtol,
             atol=atol,
-            min_rtol=_smallest(be, rtol),
+            min_rtol=smallest(be, rtol),
+            exact_stages=exact_stages,
         )
     return Rosenbrock(be=be, f=f, dtype=dtype, jac=jac_fn, batched=batched, tab=tab)
-
-
-def _known_capabilities() -> Any:
-    from anyxp.capabilities import CAPABILITIES
-
-    return CAPABILITIES
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,9 @@ class _Problem:
     span: _explicit.Span
     y0: Any  # flat, shape (n,)
     shape: tuple[int, ...]
-    f: Callable[[Any, Any], Any]  # on flat states
-    jac: Callable[[Any, Any], Any] | None
+    f_of: Callable[[Any], Callable[[Any, Any], Any]]  # args -> f on flat states
+    jac_of: Callable[[Any], Callable[[Any, Any], Any] | None]
+    args: tuple[Any, ...]
     t_eval: np.ndarray | None
     dense_output: bool
 
@@ -128,7 +130,18 @@ class _Problem:
     def dtype(self) -> Any:
         return self.y0.dtype
 
-    def stepper(self, f: Callable[[Any, Any], Any], jac: Any, batched: bool) -> Any:
+    @property
+    def compiled(self) -> bool:
+        return "control_flow.compiled" in self.be.capabilities
+
+    def stepper(self, args: Any, *, batched: bool, exact_stages: bool = False) -> Any:
+        """The method over ``f(t, y, *args)``: on flat states, or on rows of one (batched)."""
+        f, jac = self.f_of(args), self.jac_of(args)
+        if batched:
+            f_one, jac_one = f, jac
+            f = lambda t, y: f_one(t[0], y[0, :])[None, :]  # noqa: E731
+            if jac_one is not None:
+                jac = lambda t, y: jac_one(t[0], y[0, :])[None, :, :]  # noqa: E731
         span = self.span
         return make_method(
             self.be,
@@ -139,6 +152,7 @@ class _Problem:
             jac=jac,
             rtol=span.rtol,
             atol=span.atol,
+            exact_stages=exact_stages,
         )
 
 
@@ -160,6 +174,8 @@ def solve(
     dt: float | None = None,
     backend: str | Backend | None = None,
     progress: bool = False,
+    sensitivity: str | None = None,
+    checkpoints: int | None = None,
 ) -> Solution:
     """Solve the initial value problem ``y' = f(t, y, *args)``, ``y(t0) = y0``.
 
@@ -206,6 +222,14 @@ def solve(
         The backend; default inferred from ``y0``.
     progress
         Show a progress bar (tqdm; eager backends).
+    sensitivity, checkpoints
+        How derivatives of the solution with respect to ``y0``, the array leaves of
+        ``args`` and the ends of ``t_span`` (when they are arrays) are computed, on a
+        backend with automatic differentiation: ``"checkpointed"`` (the default there;
+        ``checkpoints`` states kept, default the square root of the number of steps),
+        ``"direct"``, ``"backsolve"``, ``"interpolating"`` or ``"forward"``. See the ODE
+        guide's table of when to choose which. Derivatives are of ``sol.y``; the solve is
+        differentiated with ``be.ad.grad``, ``jax.grad``, ``torch.func.grad``, ...
 
     Examples
     --------
@@ -218,14 +242,22 @@ def solve(
     import anyxp
 
     be = anyxp.backend(backend, like=y0)
+    mode = check_mode(be, sensitivity, checkpoints)
     p = _prepare(
         be, f, t_span, y0, method, rtol, atol, t_eval, args, dense_output, max_steps,
         first_step, max_step, jac, dt,
     )  # fmt: skip
     if p.span.t0 == p.span.t1 or p.y0.shape[0] == 0:
         return _solve_trivial(p)
-    if "control_flow.compiled" in be.capabilities:
-        return _solve_compiled(p)
+    if mode is not None and not dense_output:
+        if be.xp.isdtype(p.dtype, "complex floating"):
+            if sensitivity is not None:
+                raise TypeError(
+                    "sensitivities of complex states are not supported; solve the real and "
+                    "imaginary parts as a real state of twice the size"
+                )
+        else:
+            return _solve_differentiable(p, mode, checkpoints, t_span, progress)
     if be.lazy:
         warn_user(
             f"solve on {be.name!r} builds and computes a task graph at every step (about "
@@ -233,7 +265,8 @@ def solve(
             "(anyxp.backend('numpy').asarray(be.to_numpy(y0))), or use solve_ensemble for "
             "many trajectories, which dask runs block by block."
         )
-    return _solve_eager(p, progress)
+    res = _run(p, p.args, p.y0[None, :], log=False, progress=progress)
+    return _solution(p, res)
 
 
 def _prepare(
@@ -256,7 +289,7 @@ def _prepare(
     """Check every argument of :func:`solve` and probe ``f`` (and ``jac``) once."""
     xp = be.xp
     tab, fixed = check_method(method, dt)
-    t0, t1 = check_span(t_span)
+    t0, t1 = check_span(values_of(be, t_span))
     first_step, max_step, dt = check_steps(first_step, max_step, dt, max_steps, t0, t1)
     y0 = state_dtype(be, y0)
     if concrete(lambda: not xp.all(xp.isfinite(y0))):
@@ -274,28 +307,49 @@ def _prepare(
             "stores the times you pass as t_eval"
         )
 
-    if len(shape) == 1:  # already flat: no reshapes on the hot path
+    def f_of(args: Any) -> Callable[[Any, Any], Any]:
+        if len(shape) == 1:  # already flat: no reshapes on the hot path
+            return lambda t, y: f(t, y, *args)
+        return lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))
 
-        def f_flat(t: Any, y: Any) -> Any:
-            return f(t, y, *args)
+    def jac_of(args: Any) -> Callable[[Any, Any], Any] | None:
+        if jac is None:
+            return None
+        return lambda t, y: jac(t, xp.reshape(y, shape), *args)
 
-    else:
-
-        def f_flat(t: Any, y: Any) -> Any:
-            return xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))
-
-    jac_flat = None
-    if jac is not None:
-
-        def jac_flat(t: Any, y: Any) -> Any:
-            return jac(t, xp.reshape(y, shape), *args)
-
-        if y_flat.shape[0]:
-            check_jac(jac_flat(t0, y_flat), "solve", y_flat.shape[0], None)
+    jac_now = jac_of(args)
+    if jac_now is not None and y_flat.shape[0]:
+        check_jac(jac_now(t0, y_flat), "solve", y_flat.shape[0], None)
     span = _explicit.Span(
         t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps, max_step
     )
-    return _Problem(be, method, tab, span, y_flat, shape, f_flat, jac_flat, te, dense_output)
+    return _Problem(
+        be, method, tab, span, y_flat, shape, f_of, jac_of, tuple(args), te, dense_output
+    )
+
+
+def values_of(be: Backend, t_span: Any) -> Any:
+    """The ends of ``t_span`` as plain values: arrays (maybe being differentiated) are
+    read without their derivative; under ``jit`` they must be concrete."""
+    from anyxp.selection import name_of
+
+    try:
+        items = list(t_span)
+    except TypeError:
+        return t_span
+    out = []
+    for v in items:
+        if name_of(v) != be.name:
+            out.append(v)
+            continue
+        try:
+            out.append(float(be.ad.stop_gradient(v)))
+        except Exception:  # noqa: BLE001 - tracers refuse float() with library-specific errors
+            raise ValueError(
+                "t_span must hold concrete times; inside jit, pass them as Python floats "
+                "or mark them static (a traced t_span cannot set the loop's bounds)"
+            ) from None
+    return out
 
 
 def _stats(**counts: int) -> dict[str, int]:
@@ -325,47 +379,94 @@ def _solve_trivial(p: _Problem) -> Solution:
     )
 
 
-def _solve_compiled(p: _Problem) -> Solution:
-    """One traced program: the masked loop, with a batch of one trajectory."""
-    be, xp = p.be, p.be.xp
-    stored = p.t_eval if p.t_eval is not None else np.array([p.span.t0, p.span.t1])
-    jac_one = None
-    if p.jac is not None:
-        jac_flat = p.jac
-        jac_one = lambda t, y: jac_flat(t[0], y[0, :])[None, :, :]  # noqa: E731
-    f = p.f
-    one = p.stepper(lambda t, y: f(t[0], y[0, :])[None, :], jac_one, True)
-    res = run_masked(one, p.span, p.y0[None, :], t_eval=stored)
-    y_out = xp.reshape(res["y"][:, 0, :], (res["y"].shape[0], *p.shape))
-    stats = {k: v[0] if getattr(v, "ndim", 0) else v for k, v in res["stats"].items()}
-    status = res["status"][0]
-    if concrete(lambda: int(status)) is None:  # traced (jit, vmap): no message to read
-        return Solution(res["t"], y_out, status, "traced", stats, p.method, be)
-    code = int(status)
-    message = _explicit.MESSAGES.get(code, "see status")
-    return Solution(res["t"], y_out, code, message, stats, p.method, be)
+def _run(
+    p: _Problem, args: Any, y_rows: Any, *, log: bool, progress: bool = False
+) -> dict[str, Any]:
+    """Solve on values: ``y`` ``(m, 1, n)``, ``t``, status, stats (and the step log).
 
-
-def _solve_eager(p: _Problem, progress: bool) -> Solution:
-    """The Python loop: Python floats for control, every step or ``t_eval`` stored."""
+    A compiled backend runs the masked loop on a batch of one row (one traced program);
+    an eager one the Python loop, which stores every step when there is no ``t_eval``.
+    """
     be, xp = p.be, p.be.xp
-    st = p.stepper(p.f, p.jac, False)
+    if p.compiled:
+        stored = p.t_eval if p.t_eval is not None else np.array([p.span.t0, p.span.t1])
+        res = run_masked(p.stepper(args, batched=True), p.span, y_rows, t_eval=stored, log=log)
+        stats = {k: v[0] if getattr(v, "ndim", 0) else v for k, v in res["stats"].items()}
+        out = {"y": res["y"], "t": res["t"], "status": res["status"][0], "stats": stats}
+        if log:
+            *out["log"], out["n_iter"] = res["log"]
+            out["te"] = res["t"]
+        return out
+    st = p.stepper(args, batched=False)
     bar = _Progress(abs(p.span.t1 - p.span.t0)) if progress else None
     try:
         res = _explicit.run_eager(
-            st, p.span, p.y0, t_eval=p.t_eval, keep_dense=p.dense_output, progress=bar
+            st, p.span, y_rows[0, :], t_eval=p.t_eval, keep_dense=p.dense_output, progress=bar
         )
     finally:
         if bar is not None:
             bar.close()
-    t_out = xp.asarray(res["t"], dtype=_explicit.time_dtype(xp, p.dtype), device=be.device)
-    n = p.y0.shape[0]
-    y_out = xp.stack(res["y"]) if res["y"] else xp.zeros((0, n), dtype=p.dtype, device=be.device)
-    y_out = xp.reshape(y_out, (y_out.shape[0], *p.shape))
-    dense_fn = _dense_eval(st, res, p.shape) if p.dense_output else None
+    tdt, dev = _explicit.time_dtype(xp, p.dtype), be.device
+    t_out = xp.asarray(res["t"], dtype=tdt, device=dev)
+    n = y_rows.shape[1]
+    y_out = xp.stack(res["y"]) if res["y"] else xp.zeros((0, n), dtype=p.dtype, device=dev)
+    out = {"y": y_out[:, None, :], "t": t_out, "status": res["status"], "stats": res["stats"]}
+    if p.dense_output:
+        out["dense"] = _dense_eval(st, res, p.shape)
+    if log:
+        ts, hs = res["log"]
+        out["log"] = tuple(xp.asarray(v, dtype=tdt, device=dev)[:, None] for v in (ts, hs))
+        out["n_iter"] = len(ts)
+        out["te"] = t_out
+    return out
+
+
+def _solution(p: _Problem, res: dict[str, Any]) -> Solution:
+    """The :class:`Solution` of a run: states in ``y0``'s shape, the status in words."""
+    xp = p.be.xp
+    y = xp.reshape(res["y"][:, 0, :], (res["y"].shape[0], *p.shape))
     status = res["status"]
-    message = _explicit.MESSAGES.get(status, "see status")
-    return Solution(t_out, y_out, status, message, dict(res["stats"]), p.method, be, dense_fn)
+    code = concrete_int(status)
+    if code is None:  # traced (jit, vmap): no message to read
+        return Solution(res["t"], y, status, "traced", res["stats"], p.method, p.be)
+    stats = res["stats"]
+    if not p.compiled:  # eager: plain ints, as the loop counted them
+        stats = {k: int(v) for k, v in stats.items()}
+        status = int(status)
+    message = _explicit.MESSAGES.get(int(status), "see status")
+    return Solution(res["t"], y, status, message, stats, p.method, p.be, res.get("dense"))
+
+
+def _solve_differentiable(
+    p: _Problem, mode: str, checkpoints: int | None, t_span: Any, progress: bool
+) -> Solution:
+    """The solve as a differentiable function of ``y0``, ``t_span`` and ``args``."""
+    be = p.be
+    params = Params.split(be, p.args)
+
+    def run(y_rows: Any, leaves: tuple[Any, ...], log: bool) -> dict[str, Any]:
+        return _run(p, params.rebuild(leaves), y_rows, log=log, progress=progress)
+
+    def method(leaves: tuple[Any, ...]) -> Any:
+        return p.stepper(params.rebuild(leaves), batched=True, exact_stages=True)
+
+    span = p.span
+    numbers = replace(
+        span, rtol=smallest(be, span.rtol), atol=smallest(be, span.atol),
+        h=span.h if span.fixed else None,
+    )  # fmt: skip
+
+    def adjoint_method(rhs: Callable[[Any, Any], Any]) -> Any:
+        return make_method(
+            be, p.tab, rhs, p.dtype, batched=True, jac=None, rtol=numbers.rtol, atol=numbers.atol
+        )
+
+    solver = Solver(
+        be, run, method, span.t0, span.t1, mode, checkpoints, p.t_eval is None,
+        adjoint_method, numbers,
+    )  # fmt: skip
+    t0, t1 = time_inputs(be, t_span, p.dtype)
+    return _solution(p, solver(p.y0[None, :], t0, t1, params.leaves))
 
 
 def _dense_eval(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,8 @@ from anyxp.ode._checks import (
 )
 from anyxp.ode._explicit import time_dtype
 from anyxp.ode._masked import run_masked
-from anyxp.ode._solve import make_method
+from anyxp.ode._sensitivity import Solver, check_mode, time_inputs
+from anyxp.ode._solve import make_method, smallest, values_of
 
 __all__ = ["EnsembleSolution", "solve_ensemble"]
 
@@ -68,6 +69,8 @@ def solve_ensemble(
     jac: Callable[..., Any] | None = None,
     dt: float | None = None,
     backend: str | Backend | None = None,
+    sensitivity: str | None = None,
+    checkpoints: int | None = None,
 ) -> EnsembleSolution:
     """Solve ``B`` independent problems ``y_j' = f(t_j, y_j, p_j)`` at once.
 
@@ -97,14 +100,18 @@ def solve_ensemble(
     method, rtol, atol, max_steps, first_step, max_step, dt, backend
         As for :func:`anyxp.ode.solve` (``rtol`` and ``atol`` may hold one tolerance per
         state component, shape ``(n,)``).
+    sensitivity, checkpoints
+        As for :func:`anyxp.ode.solve`: derivatives of ``sol.y`` with respect to ``y0``,
+        ``params`` and the ends of ``t_span``, every trajectory's from its own steps.
     """
     import anyxp
 
-    tab, fixed = check_method(method, dt)
-    t0, t1 = check_span(t_span)
-    first_step, max_step, dt = check_steps(first_step, max_step, dt, max_steps, t0, t1)
     be = anyxp.backend(backend, like=y0)
     xp = be.xp
+    mode = check_mode(be, sensitivity, checkpoints)
+    tab, fixed = check_method(method, dt)
+    t0, t1 = check_span(values_of(be, t_span))
+    first_step, max_step, dt = check_steps(first_step, max_step, dt, max_steps, t0, t1)
     y0 = state_dtype(be, y0)
     if y0.ndim != 2:
         raise ValueError(f"y0 must have shape (trajectories, states), got {tuple(y0.shape)}")
@@ -153,9 +160,77 @@ def solve_ensemble(
             "dt": dt,
         }
         return _solve_in_blocks(be, f, (t0, t1), y0, params, options)
-    st = make_method(be, tab, f_batch, y0.dtype, batched=True, jac=jac_batch, rtol=rtol, atol=atol)
-    res = run_masked(st, span, y0, t_eval=te)
+
+    def stepper(params: Any, exact_stages: bool = False) -> Any:
+        def rhs(t: Any, y: Any) -> Any:
+            return f(t, y) if params is None else f(t, y, params)
+
+        jac_rows = None
+        if jac is not None:
+            jac_rows = lambda t, y: jac(t, y) if params is None else jac(t, y, params)  # noqa: E731
+        return make_method(
+            be, tab, rhs, y0.dtype, batched=True, jac=jac_rows, rtol=rtol, atol=atol,
+            exact_stages=exact_stages,
+        )  # fmt: skip
+
+    if mode is not None and not xp.isdtype(y0.dtype, "complex floating"):
+        solver = _solver(
+            be, tab, y0.dtype, stepper, span, te, t_eval is None, params, mode, checkpoints
+        )
+        res = solver(y0, *time_inputs(be, t_span, y0.dtype), solver_leaves(be, params))
+    else:
+        res = run_masked(stepper(params), span, y0, t_eval=te)
     return EnsembleSolution(res["t"], res["y"], res["status"], res["stats"], method, be)
+
+
+def solver_leaves(be: Backend, params: Any) -> tuple[Any, ...]:
+    """The parameters an ensemble is differentiated against: ``params`` if it is floating."""
+    if params is None or not be.xp.isdtype(params.dtype, "real floating"):
+        return ()
+    return (params,)
+
+
+def _solver(
+    be: Backend,
+    tab: Any,
+    dtype: Any,
+    stepper: Callable[..., Any],
+    span: _explicit.Span,
+    te: np.ndarray,
+    moving: bool,
+    params: Any,
+    mode: str,
+    checkpoints: int | None,
+) -> Solver:
+    """The ensemble as a differentiable function of ``(y0, t0, t1, params)``."""
+
+    def with_leaves(leaves: tuple[Any, ...]) -> Any:
+        return leaves[0] if leaves else params
+
+    def run(y_rows: Any, leaves: tuple[Any, ...], log: bool) -> dict[str, Any]:
+        res = run_masked(stepper(with_leaves(leaves)), span, y_rows, t_eval=te, log=log)
+        if log:
+            *res["log"], res["n_iter"] = res["log"]
+            res["te"] = res["t"]
+        return res
+
+    def method(leaves: tuple[Any, ...]) -> Any:
+        return stepper(with_leaves(leaves), exact_stages=True)
+
+    numbers = replace(
+        span, rtol=smallest(be, span.rtol), atol=smallest(be, span.atol),
+        h=span.h if span.fixed else None,
+    )  # fmt: skip
+
+    def adjoint_method(rhs: Callable[[Any, Any], Any]) -> Any:
+        return make_method(
+            be, tab, rhs, dtype, batched=True, jac=None, rtol=numbers.rtol, atol=numbers.atol
+        )
+
+    return Solver(
+        be, run, method, span.t0, span.t1, mode, checkpoints, moving, adjoint_method,
+        numbers, per_row_params=True,
+    )  # fmt: skip
 
 
 def _trivial(be: Backend, method: str, te: np.ndarray, y0: Any) -> EnsembleSolution:

@@ -14,6 +14,13 @@ from anyxp._warnings import warn_user
 from anyxp.random import as_shape
 
 
+def _zero_tangent(x: Any) -> Any:
+    """The tangent of a non-differentiable output: float0 for integers (JAX's rule)."""
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.zeros_like(x)
+    return np.zeros(x.shape, dtype=jax.dtypes.float0)
+
+
 class JaxAD:
     """JAX's own transformations, under the names every backend uses."""
 
@@ -23,6 +30,40 @@ class JaxAD:
     jvp = staticmethod(jax.jvp)
     jacobian = staticmethod(jax.jacrev)
     hessian = staticmethod(jax.hessian)
+    stop_gradient = staticmethod(jax.lax.stop_gradient)
+
+    @staticmethod
+    def custom_vjp(
+        fun: Callable[..., Any], fwd: Callable[..., Any], bwd: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        g = jax.custom_vjp(fun)
+
+        def g_fwd(*args: Any) -> Any:
+            args = tuple(jnp.asarray(a) for a in args)  # a Python float comes as a scalar
+            outputs, res = fwd(*args)
+            return outputs, (args, res)
+
+        def g_bwd(saved: Any, cotangents: Any) -> tuple[Any, ...]:
+            args, res = saved
+            return tuple(bwd(args, res, cotangents[0]))
+
+        g.defvjp(g_fwd, g_bwd)
+        return g
+
+    @staticmethod
+    def with_jacobian(fun: Callable[..., Any], jacobian: Callable[..., Any]) -> Callable[..., Any]:
+        g = jax.custom_jvp(fun)
+
+        @g.defjvp
+        def g_jvp(primals: Any, tangents: Any) -> Any:
+            primals = tuple(jnp.asarray(a) for a in primals)
+            out, aux = fun(*primals)
+            blocks = jacobian(*primals)
+            parts = [b @ jnp.ravel(t) for b, t in zip(blocks, tangents, strict=True)]
+            t_out = sum(parts[1:], parts[0]).reshape(out.shape)
+            return (out, aux), (t_out, tuple(_zero_tangent(a) for a in aux))
+
+        return g
 
 
 class JaxControlFlow:
@@ -43,6 +84,12 @@ class JaxControlFlow:
 
     def jit(self, fun: Callable[..., Any], **options: Any) -> Callable[..., Any]:
         return jax.jit(fun, **options)
+
+    @staticmethod
+    def tree_flatten(tree: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:
+        """JAX's pytrees: any registered node (equinox modules, flax structs) is walked."""
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        return leaves, lambda new: jax.tree_util.tree_unflatten(treedef, new)
 
 
 class JaxRandom:

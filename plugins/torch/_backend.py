@@ -14,8 +14,100 @@ from anyxp import Backend, BackendSpec, BackendUnavailableError
 from anyxp.random import HostRandom, Key
 
 
+def _tracked(x: Any) -> bool:
+    """Whether a derivative may be asked of ``x`` (autograd, or a torch.func transform)."""
+    return isinstance(x, torch.Tensor) and (
+        x.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(x)
+    )
+
+
+def _function(forward: Callable[..., Any], **rules: Callable[..., Any]) -> Any:
+    """A ``torch.autograd.Function`` in the style torch.func composes with.
+
+    ``forward(*inputs)`` returns ``(out, aux)``; the inputs are saved for the rules, and
+    the ``aux`` outputs are not differentiable.
+    """
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+        ctx.out_shape = output[0].shape
+        ctx.n_aux = len(output) - 1
+        ctx.mark_non_differentiable(*output[1:])
+
+    def flat_forward(*inputs: Any) -> tuple[Any, ...]:
+        out, aux = forward(*inputs)
+        return (out, *aux)
+
+    namespace = {
+        "forward": staticmethod(flat_forward),
+        "setup_context": staticmethod(setup_context),
+        **{name: staticmethod(rule) for name, rule in rules.items()},
+    }
+    return type("AnyxpFunction", (torch.autograd.Function,), namespace)
+
+
 class TorchAD:
     """JAX-shaped AD on ``torch.func``."""
+
+    @staticmethod
+    def stop_gradient(x: Any) -> Any:
+        return x.detach()
+
+    @staticmethod
+    def custom_vjp(
+        fun: Callable[..., Any], fwd: Callable[..., Any], bwd: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        def call(*args: Any) -> tuple[Any, tuple[Any, ...]]:
+            if not any(_tracked(a) for a in args):
+                return fun(*args)  # nothing to differentiate: no Function, no residuals
+            residuals: dict[str, Any] = {}
+
+            def forward(*inputs: Any) -> Any:
+                outputs, residuals["res"] = fwd(*inputs)
+                return outputs
+
+            def backward(ctx: Any, out_bar: Any, *aux_bar: Any) -> tuple[Any, ...]:
+                return tuple(bwd(ctx.saved_tensors, ctx.res, out_bar))
+
+            def setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+                base_setup(ctx, inputs, output)
+                ctx.res = residuals["res"]
+
+            function = _function(forward, backward=backward)
+            base_setup = function.setup_context
+            function.setup_context = staticmethod(setup)
+            out, *aux = function.apply(*args)
+            return out, tuple(aux)
+
+        return call
+
+    @staticmethod
+    def with_jacobian(fun: Callable[..., Any], jacobian: Callable[..., Any]) -> Callable[..., Any]:
+        def backward(ctx: Any, out_bar: Any, *aux_bar: Any) -> tuple[Any, ...]:
+            inputs = ctx.saved_tensors
+            blocks = jacobian(*inputs)
+            flat = out_bar.reshape(-1)
+            return tuple((b.T @ flat).reshape(x.shape) for b, x in zip(blocks, inputs, strict=True))
+
+        def jvp(ctx: Any, *tangents: Any) -> tuple[Any, ...]:
+            inputs = ctx.saved_tensors
+            blocks = jacobian(*inputs)
+            parts = [
+                b @ t.reshape(-1) for b, t in zip(blocks, tangents, strict=True) if t is not None
+            ]
+            out = sum(parts[1:], parts[0]).reshape(ctx.out_shape)
+            return (out, *([None] * ctx.n_aux))
+
+        function = _function(fun, backward=backward, jvp=jvp)
+
+        def call(*args: Any) -> tuple[Any, tuple[Any, ...]]:
+            if not any(_tracked(a) for a in args):
+                return fun(*args)
+            out, *aux = function.apply(*args)
+            return out, tuple(aux)
+
+        return call
 
     def grad(self, f: Callable[..., Any], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
         return torch.func.grad(f, argnums=argnums)
