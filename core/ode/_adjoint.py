@@ -53,6 +53,11 @@ def continuous_adjoint(
     """
     be, xp = rp.be, rp.be.xp
     ad = be.ad
+    if rp.te.ndim == 2:
+        raise NotImplementedError(
+            "event times are differentiated through sensitivity='checkpointed', 'direct' or "
+            f"'forward'; {solver.mode!r} adjoints solve between shared stored times only"
+        )
     y0 = inputs[0]
     leaves = tuple(inputs[3:])
     batch, n = y0.shape

@@ -20,7 +20,7 @@ from anyxp.ode.tableaux import Tableau
 
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0
 
-RUNNING, SUCCESS, MAX_STEPS, STEP_COLLAPSED, NONFINITE, STIFF = -1, 0, 1, 2, 3, 4
+RUNNING, SUCCESS, MAX_STEPS, STEP_COLLAPSED, NONFINITE, STIFF, TERMINATED = -1, 0, 1, 2, 3, 4, 5
 MESSAGES = {
     SUCCESS: "The solver reached the end of the interval.",
     MAX_STEPS: "The solver took max_steps steps without reaching the end of the interval; "
@@ -31,6 +31,7 @@ MESSAGES = {
     "returned a non-finite value.",
     STIFF: "The problem became stiff: stability, not accuracy, limits the step of this "
     "explicit method. Use method='rodas5p' (or 'kvaerno5').",
+    TERMINATED: "A terminal event ended the solve.",
 }
 
 # Hairer's stiffness test (DOPRI5, DOP853): from the NSTIFF-th accepted step on, a method
@@ -378,12 +379,17 @@ def run_eager(
     t_eval: np.ndarray | None,
     keep_dense: bool,
     progress: Any,
+    events: Any = None,
 ) -> dict[str, Any]:
-    """Integrate one flat state from Python, storing every step or the ``t_eval`` times."""
+    """Integrate one flat state from Python, storing every step or the ``t_eval`` times.
+
+    ``events`` (an ``EagerEvents`` watch) records event occurrences and may end the solve.
+    """
     xp, be = st.be.xp, st.be
     f0 = st.f(span.t0, y0)
     counts = {"nfev": 1, "njev": 0, "nlu": 0}
     loop = _EagerLoop(st, span, t_eval, keep_dense, progress, counts)
+    loop.events = events
     loop.store_start(y0)
     if not bool(xp.all(xp.isfinite(f0))):
         return loop.result(NONFINITE)  # f(t0, y0) is already NaN or infinite
@@ -418,6 +424,7 @@ class _EagerLoop:
         self.next_eval = 0
         self.accepted = self.rejected = 0
         self.log: tuple[list[float], list[float]] = ([], [])  # each accepted step's t, h
+        self.events: Any = None  # an EagerEvents watch, when the solve has events
 
     def store_start(self, y0: Any) -> None:
         t0, te = self.span.t0, self.t_eval
@@ -431,12 +438,21 @@ class _EagerLoop:
             self.next_eval += 1
 
     def store_step(
-        self, t: float, hs: float, t_new: float, y: Any, y_new: Any, record: Any
+        self,
+        t: float,
+        hs: float,
+        t_new: float,
+        y: Any,
+        y_new: Any,
+        record: Any,
+        y_end: Any = None,
     ) -> None:
+        """Store what the step ``[t, t + hs]`` covers up to ``t_new`` (the step's end, or
+        a terminal event inside it, where the state is ``y_end``)."""
         st, te = self.st, self.t_eval
         if te is None:
             self.ts.append(t_new)
-            self.ys.append(y_new)
+            self.ys.append(y_new if y_end is None else y_end)
         else:
             direction, stop = self.span.direction, self.next_eval
             while stop < len(te) and direction * (te[stop] - t_new) <= 0:
@@ -503,12 +519,20 @@ class _EagerLoop:
                 rejected_last = True
                 continue
             t_new = t1 if last else t + hs
-            self.store_step(t, hs, t_new, y, y_new, step.record)
+            stop = None
+            if self.events is not None:
+                stop = self.events.after_step(st, t, hs, y, y_new, step.record)
+            if stop is not None:  # a terminal event inside the step: the solve ends there
+                self.store_step(t, hs, stop[0], y, y_new, step.record, y_end=stop[1])
+            else:
+                self.store_step(t, hs, t_new, y, y_new, step.record)
             self.log[0].append(t)
             self.log[1].append(hs)
             if self.progress is not None:
                 self.progress(abs(t_new - t0) / length)
             self.accepted += 1
+            if stop is not None:
+                return self.result(TERMINATED)
             if last:
                 return self.result(SUCCESS)
             if stiffness.due(self.accepted) and stiffness.update(

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from anyxp.ode._events import Event, crossed, locate
 from anyxp.ode._explicit import (
     MAX_FACTOR,
     MAX_STEPS,
@@ -26,6 +27,7 @@ from anyxp.ode._explicit import (
     STIFF,
     STIFF_STEPS,
     SUCCESS,
+    TERMINATED,
     Method,
     Span,
     initial_step,
@@ -76,14 +78,22 @@ class StepLog:
 
 
 def run_masked(
-    st: Method, span: Span, y0: Any, *, t_eval: np.ndarray, log: bool = False
+    st: Method,
+    span: Span,
+    y0: Any,
+    *,
+    t_eval: np.ndarray,
+    log: bool = False,
+    events: tuple[tuple[Event, Any], ...] = (),
 ) -> dict[str, Any]:
     """Integrate a batch ``y0`` of shape (B, n); store the states at ``t_eval``.
 
     ``st`` is a batched method: its ``f`` takes ``t`` of shape (B,) (each trajectory's own
     time) and ``y`` of shape (B, n). Returns ``t`` (m,), ``y`` (m, B, n), per-trajectory
     ``status`` and counts. A requested time a trajectory never reaches holds NaN. With
-    ``log=True`` also ``log``: the accepted steps, see :class:`StepLog`.
+    ``log=True`` also ``log``: the accepted steps, see :class:`StepLog`. ``events`` pairs
+    each :class:`Event` with its function on the batch (``g(t, y) -> (B,)``); the result
+    then has ``events``: each one's first time and state per row (NaN: none) and count.
     """
     be, xp = st.be, st.be.xp
     dt, dev = st.dtype, be.device
@@ -123,13 +133,16 @@ def run_masked(
     stiffness0 = (ints, ints)  # Hairer's counts of stiff and of non-stiff tested steps
     steps = StepLog(st, span, batch, tdt) if log else None
     log0 = None if steps is None else steps.init()
-    state0 = (t, y0, f0, h, ints, ints, counts0, status0, ints == 1, out, stiffness0, log0)
+    watch = _MaskedEvents(st, events, tdt) if events else None
+    events0 = None if watch is None else watch.init(t, y0)
+    state0: tuple[Any, ...] = (t, y0, f0, h, ints, ints, counts0, status0, ints == 1, out)
+    state0 = (*state0, stiffness0, log0, events0)
 
     def cond(state: Any) -> Any:
         return xp.any(state[7] == RUNNING)
 
     def body(state: Any) -> Any:
-        t, y, f0, h, acc, rej, counts, status, rej_last, out, stiffness, log_state = state
+        t, y, f0, h, acc, rej, counts, status, rej_last, out, stiffness, log_state, ev = state
         running = status == RUNNING
         remaining = xp.abs(T1 - t)
         h_try = xp.minimum(h, span.max_step)
@@ -148,11 +161,14 @@ def run_masked(
         finite = finite | ~converged  # an unconverged attempt is not a blow-up
         ok = converged & finite & (err <= 1.0)
         t_new = xp.where(last, T1, t + hs)
+        t_stop, ended = t_new, xp.zeros_like(ok)
+        if watch is not None:  # events: a terminal one ends the row inside the step
+            ev, t_stop, ended = watch.after_step(ev, ok, t, hs, t_new, y, y_new, step.record)
         # Store the requested times each accepted step covers, by interpolation.
         # A finished trajectory tries a step of 0: divide by 1 instead (it is masked out).
         theta = (te[:, None] - t[None, :]) / xp.where(hs == 0, 1.0, hs)[None, :]  # (m, B)
         covered = ok[None, :] & (direction * (te[:, None] - t[None, :]) > 0)
-        covered = covered & (direction * (te[:, None] - t_new[None, :]) <= 0)
+        covered = covered & (direction * (te[:, None] - t_stop[None, :]) <= 0)
         # Most steps cover no requested time: interpolate (DOP853: three more evaluations
         # of f) only when one does.
         out = be.cond(
@@ -173,6 +189,7 @@ def run_masked(
         acc = acc + xp.astype(ok, acc.dtype)
         rej = rej + xp.astype(running & ~ok, rej.dtype)
         status = xp.where(ok & last, const(SUCCESS), status)
+        status = xp.where(ended, const(TERMINATED), status)
         if bound is not None:
             stiffness = _stiffness(st, bound, ok, acc, stiffness, (hs, y, y_new, f_new, step))
             stiff = (status == RUNNING) & (stiffness[0] >= STIFF_STEPS)
@@ -190,11 +207,11 @@ def run_masked(
         if span.fixed:
             status = xp.where((status == RUNNING) & ~finite, const(NONFINITE), status)
         state = (t, y, f0, h_next, acc, rej, counts, status, running & ~ok, out, stiffness)
-        return (*state, log_state)
+        return (*state, log_state, ev)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # see run_eager
         state = be.while_loop(cond, body, state0)
-    _, _, _, _, acc, rej, counts, status, _, out, _, log_state = state
+    _, _, _, _, acc, rej, counts, status, _, out, _, log_state, ev = state
     res = {
         "t": te,
         "y": out,
@@ -203,7 +220,64 @@ def run_masked(
     }
     if steps is not None:
         res["log"] = steps.result(log_state)
+    if watch is not None:
+        res["events"] = ev[1:]  # first times (K, B), first states (K, B, n), counts (K, B)
     return res
+
+
+class _MaskedEvents:
+    """Each event's first occurrence per row, its count, and terminal ends (batched)."""
+
+    def __init__(self, st: Method, events: tuple[tuple[Event, Any], ...], tdt: Any) -> None:
+        self.st, self.events, self.tdt = st, events, tdt
+
+    def init(self, t: Any, y0: Any) -> Any:
+        xp, dev = self.st.be.xp, self.st.be.device
+        k, (batch, n) = len(self.events), y0.shape
+        g0 = xp.stack([g(t, y0) for _, g in self.events])
+        t_first = xp.full((k, batch), xp.nan, dtype=self.tdt, device=dev)
+        y_first = xp.full((k, batch, n), xp.nan, dtype=y0.dtype, device=dev)
+        count = xp.zeros((k, batch), dtype=xp.int32, device=dev)
+        return g0, t_first, y_first, count
+
+    def after_step(
+        self, ev: Any, ok: Any, t: Any, hs: Any, t_new: Any, y: Any, y_new: Any, record: Any
+    ) -> tuple[Any, Any, Any]:
+        """The events inside each accepted step: ``(state, where rows stop, rows ended)``."""
+        st, be = self.st, self.st.be
+        xp = be.xp
+        g_old, t_first, y_first, count = ev
+        g_new = xp.stack([g(t_new, y_new) for _, g in self.events])
+        eps = float(xp.finfo(self.tdt).eps)
+        h_safe = xp.where(hs == 0, 1.0, hs)
+        tol = 4 * eps * (xp.abs(t) + xp.abs(hs)) / xp.abs(h_safe)
+        t_stop, ended = t_new, xp.zeros_like(ok)
+        firsts, states, counts = [], [], []
+        for k, (event, g) in enumerate(self.events):
+            hit = ok & crossed(xp, g_old[k], g_new[k], event.direction)
+
+            def at(theta: Any, g: Any = g) -> Any:
+                return g(t + theta * hs, st.interpolate(theta[None, :], hs, y, y_new, record)[0])
+
+            theta = be.cond(
+                xp.any(hit),
+                lambda at=at, hit=hit, k=k: locate(be, at, g_old[k], g_new[k], hit, tol),
+                lambda: xp.ones_like(t),
+            )
+            t_event = t + theta * hs
+            y_event = st.interpolate(theta[None, :], hs, y, y_new, record)[0]
+            first = hit & (count[k] == 0)
+            firsts.append(xp.where(first, t_event, t_first[k]))
+            states.append(xp.where(first[:, None], y_event, y_first[k]))
+            counts.append(count[k] + xp.astype(hit, count.dtype))
+            if event.terminal:
+                ends = hit & (counts[-1] == event.terminal)
+                earlier = ends & (xp.abs(t_event - t) < xp.abs(t_stop - t))
+                t_stop = xp.where(earlier, t_event, t_stop)
+                ended = ended | ends
+        g_old = xp.where(ok[None, :], g_new, g_old)
+        state = (g_old, xp.stack(firsts), xp.stack(states), xp.stack(counts))
+        return state, t_stop, ended
 
 
 def _stiffness(

@@ -40,8 +40,10 @@ class Replay:
 
     ``method(leaves)`` is the batched method whose ``f`` sees those parameter leaves;
     ``ts``/``hs`` are the log (``(I, B)``, ``h = 0`` where a row took no step);
-    ``te`` the stored times ``(m,)``, which ``moving`` outputs (every step of an eager
-    solve) stretch with the interval; ``n_iter`` how many log rows to replay.
+    ``te`` the stored times, ``(m,)`` for every row or ``(m, B)`` per row (event times);
+    ``moving`` says which of them stretch with the interval (every step of an eager solve,
+    or ``t0`` and ``t1`` themselves): a bool for all, or one per stored time;
+    ``n_iter`` how many log rows to replay.
     """
 
     be: Backend
@@ -51,7 +53,7 @@ class Replay:
     te: Any
     t0: float
     t1: float
-    moving: bool
+    moving: Any
     n_iter: Any
     _last: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -74,9 +76,14 @@ class Replay:
         return built
 
     @property
+    def times(self) -> Any:
+        """The stored times per row, ``(m, B)`` (or ``(m, 1)`` when shared)."""
+        return self.te if self.te.ndim == 2 else self.te[:, None]
+
+    @property
     def starts(self) -> Any:
-        """Which stored times are ``t0``: their rows are ``y0`` itself."""
-        return self.te == self.t0
+        """Which stored times are ``t0``, per row (``(m, B or 1)``): their rows are ``y0``."""
+        return self.times == self.t0
 
     def scale(self, t0: Any, t1: Any) -> Any:
         """How much the interval ``[t0, t1]`` stretches the logged one."""
@@ -108,13 +115,14 @@ class Replay:
         if not rows:
             return y_new, f_new, None
         d = self.direction
-        te = self.te[:, None]
+        te = self.times
         covered = (h_log != 0)[None, :] & (d * (te - t_log[None, :]) > 0)
         covered = covered & (d * (te - (t_log + h_log)[None, :]) <= 0)  # (m, B)
-        if self.moving:
-            times = t0 + (te - self.t0) * scale
+        stretched = t0 + (te - self.t0) * scale
+        if isinstance(self.moving, bool):
+            times = stretched if self.moving else xp.zeros_like(te) + te
         else:
-            times = xp.zeros_like(te) + te
+            times = xp.where(self.moving[:, None], stretched, te)
         theta = (times - t[None, :]) / xp.where(h_log == 0, 1.0, h)[None, :]
         zero = xp.zeros((te.shape[0], *y.shape), dtype=y.dtype, device=self.be.device)
         stored = self.be.cond(
@@ -132,7 +140,7 @@ class Replay:
         """The state before the first step, and the stored rows at ``t0`` (``y0``)."""
         xp = self.be.xp
         y0, t0, _, *leaves = inputs
-        stored = xp.where(self.starts[:, None, None], y0[None, ...], 0.0)
+        stored = xp.where(self.starts[:, :, None], y0[None, ...], 0.0)
         return y0, self.f0(y0, t0, tuple(leaves)), stored
 
 
@@ -251,7 +259,7 @@ def reverse(rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None
         lambda y0, t0, *leaves: rp.f0(y0, t0, tuple(leaves)), inputs[0], inputs[1], *inputs[3:]
     )
     y0_bar, t0_bar, *leaves_bar = pullback(f_bar)
-    y0_bar = y0_bar + y_bar + xp.sum(xp.where(rp.starts[:, None, None], stored_bar, 0.0), axis=0)
+    y0_bar = y0_bar + y_bar + xp.sum(xp.where(rp.starts[:, :, None], stored_bar, 0.0), axis=0)
     t0_bar = t0_bar + rest_bar[0]
     leaves_bar = [a + b for a, b in zip(leaves_bar, rest_bar[2:], strict=True)]
     return (y0_bar, t0_bar, rest_bar[1], *leaves_bar)

@@ -129,7 +129,7 @@ class Solver:
             from anyxp.ode._adjoint import continuous_adjoint
 
             def bwd(args: tuple[Any, ...], logged: Any, stored_bar: Any) -> tuple[Any, ...]:
-                stored = logged[4]
+                stored = logged[5]
                 return continuous_adjoint(self, self._replay(logged), args, stored_bar, stored)
 
             solved, aux = self.be.ad.custom_vjp(self._primal, self._logged, bwd)(*inputs)
@@ -137,8 +137,22 @@ class Solver:
 
     # -- the forward solve, on values --------------------------------------------------
     def _values(self, inputs: tuple[Any, ...], log: bool) -> dict[str, Any]:
+        """The forward solve; event states become extra rows of ``y`` (after the stored
+        ones) so that they are differentiated like the rest."""
         y0, _, _, *leaves = inputs
-        return self.run(y0, tuple(leaves), log)
+        res = self.run(y0, tuple(leaves), log)
+        if "event_rows" not in res:
+            return res
+        xp = self.be.xp
+        times, states, _ = res["event_rows"]
+        res = {**res, "y": xp.concat([res["y"], states], axis=0)}
+        if log:
+            te = res["te"]
+            shared = xp.zeros((te.shape[0], times.shape[1]), dtype=times.dtype) + te[:, None]
+            res["te"] = xp.concat([shared, times], axis=0)
+            moving = [self.moving] * te.shape[0] + [False] * times.shape[0]
+            res["moving"] = xp.asarray(moving, device=self.be.device)
+        return res
 
     def _pack(self, res: dict[str, Any]) -> tuple[Any, ...]:
         """Status and counts as int32 arrays: outputs of a function with derivative rules."""
@@ -149,12 +163,20 @@ class Solver:
                 return xp.astype(v, xp.int32)
             return xp.asarray(v, dtype=xp.int32, device=dev)
 
-        return (res["t"], as_int(res["status"]), *(as_int(res["stats"][k]) for k in STATS))
+        packed = (res["t"], as_int(res["status"]), *(as_int(res["stats"][k]) for k in STATS))
+        if "event_rows" in res:
+            times, _, ids = res["event_rows"]
+            packed = (*packed, times, as_int(ids))
+        return packed
 
     @staticmethod
     def _unpack(aux: tuple[Any, ...]) -> dict[str, Any]:
-        t, status, *counts = aux
-        return {"t": t, "status": status, "stats": dict(zip(STATS, counts, strict=True))}
+        t, status, *rest = aux
+        counts = rest[: len(STATS)]
+        out = {"t": t, "status": status, "stats": dict(zip(STATS, counts, strict=True))}
+        if len(rest) > len(STATS):
+            out["event_times"], out["event_ids"] = rest[len(STATS) :]
+        return out
 
     def _primal(self, *inputs: Any) -> tuple[Any, tuple[Any, ...]]:
         res = self._values(inputs, log=False)
@@ -162,15 +184,19 @@ class Solver:
 
     def _logged(self, *inputs: Any) -> tuple[tuple[Any, tuple[Any, ...]], Any]:
         res = self._values(inputs, log=True)
-        logged = (res["log"][0], res["log"][1], res["te"], res["n_iter"], res["y"])
+        logged = (*self._log_of(res), res["y"])
         return (res["y"], self._pack(res)), logged
 
+    def _log_of(self, res: dict[str, Any]) -> tuple[Any, ...]:
+        moving = res.get("moving", self.moving)
+        return res["log"][0], res["log"][1], res["te"], res["n_iter"], moving
+
     def _replay(self, logged: Any) -> Replay:
-        ts, hs, te, n_iter = logged[:4]
+        ts, hs, te, n_iter, moving = logged[:5]
         count = concrete_int(n_iter)
         if count is not None:  # known (not traced): replay the rows written, not the buffer
             ts, hs, n_iter = ts[:count, ...], hs[:count, ...], count
-        return Replay(self.be, self.method, ts, hs, te, self.t0, self.t1, self.moving, n_iter)
+        return Replay(self.be, self.method, ts, hs, te, self.t0, self.t1, moving, n_iter)
 
     # -- the modes -----------------------------------------------------------------------
     def _reverse(self, inputs: tuple[Any, ...], logged: Any, stored_bar: Any) -> tuple[Any, ...]:
@@ -184,8 +210,7 @@ class Solver:
         """The log from a solve on values (no derivative through it), then a replay the
         backend differentiates itself."""
         res = self._values(tuple(self.be.ad.stop_gradient(x) for x in inputs), log=True)
-        logged = (res["log"][0], res["log"][1], res["te"], res["n_iter"])
-        return outputs(self._replay(logged), inputs), self._pack(res)
+        return outputs(self._replay(self._log_of(res)), inputs), self._pack(res)
 
 
 def time_inputs(be: Backend, t_span: Any, dtype: Any) -> tuple[Any, Any]:

@@ -23,6 +23,7 @@ from anyxp.ode._checks import (
     concrete_int,
     state_dtype,
 )
+from anyxp.ode._events import EagerEvents, Event, check_events, differentiable_event
 from anyxp.ode._implicit import ESDIRK, Rosenbrock, jacobian_source
 from anyxp.ode._masked import run_masked
 from anyxp.ode._sensitivity import Params, Solver, check_mode, time_inputs
@@ -38,10 +39,13 @@ class Solution:
     ``t`` has shape ``(m,)`` and ``y`` shape ``(m, *y0.shape)``: ``y[i]`` is the state at
     ``t[i]``, both arrays of the solve's backend. ``status`` is 0 on success, 1 when
     ``max_steps`` ran out, 2 when the step size collapsed, 3 when the state (or ``f``)
-    became non-finite, 4 when an explicit method found the problem stiff; ``message``
-    says the same in words. ``stats`` counts ``nfev``, ``njev``, ``nlu``, ``steps``,
-    ``accepted`` and ``rejected``. With ``dense_output=True``, ``sol(t)`` evaluates the
-    solution anywhere in the interval.
+    became non-finite, 4 when an explicit method found the problem stiff, 5 when a
+    terminal event ended the solve; ``message`` says the same in words. ``stats`` counts
+    ``nfev``, ``njev``, ``nlu``, ``steps``, ``accepted`` and ``rejected``. With
+    ``dense_output=True``, ``sol(t)`` evaluates the solution anywhere in the interval.
+    With ``events``, ``t_events[k]`` holds the times event ``k`` occurred (shape
+    ``(j,)``) and ``y_events[k]`` the states there (``(j, *y0.shape)``); a compiled solve
+    records each event's first occurrence (NaN where there was none).
     """
 
     t: Any
@@ -52,11 +56,13 @@ class Solution:
     method: str
     backend: Backend = field(repr=False)
     _dense: Callable[[Any], Any] | None = field(default=None, repr=False)
+    t_events: list[Any] | None = None
+    y_events: list[Any] | None = None
 
     @property
     def success(self) -> bool:
-        """Whether the solver reached the end of the interval."""
-        return self.status == 0
+        """Whether the solver reached the end of the interval, or a terminal event."""
+        return self.status in (0, 5)
 
     def __call__(self, t: Any) -> Any:
         """The interpolated solution at time(s) ``t`` (needs ``dense_output=True``)."""
@@ -125,6 +131,16 @@ class _Problem:
     args: tuple[Any, ...]
     t_eval: np.ndarray | None
     dense_output: bool
+    events: tuple[Event, ...] = ()
+
+    def events_of(self, args: Any) -> list[Callable[[Any, Any], Any]]:
+        """The event functions on flat states."""
+        xp, shape = self.be.xp, self.shape
+
+        def on_flat(g: Callable[..., Any]) -> Callable[[Any, Any], Any]:
+            return lambda t, y: g(t, xp.reshape(y, shape), *args)
+
+        return [on_flat(e.fn) for e in self.events]
 
     @property
     def dtype(self) -> Any:
@@ -176,6 +192,7 @@ def solve(
     progress: bool = False,
     sensitivity: str | None = None,
     checkpoints: int | None = None,
+    events: Any = None,
 ) -> Solution:
     """Solve the initial value problem ``y' = f(t, y, *args)``, ``y(t0) = y0``.
 
@@ -222,6 +239,13 @@ def solve(
         The backend; default inferred from ``y0``.
     progress
         Show a progress bar (tqdm; eager backends).
+    events
+        A function ``g(t, y, *args)`` returning a real number, or a list of them: the times
+        where ``g`` crosses zero are found on the solution's interpolant and returned in
+        ``sol.t_events`` and ``sol.y_events``. As in scipy, ``g.terminal = True`` (or a count
+        of occurrences) ends the solve there (status 5), and ``g.direction`` (``> 0``
+        upward, ``< 0`` downward crossings only) filters them. Event times are
+        differentiable like the solution.
     sensitivity, checkpoints
         How derivatives of the solution with respect to ``y0``, the array leaves of
         ``args`` and the ends of ``t_span`` (when they are arrays) are computed, on a
@@ -247,6 +271,8 @@ def solve(
         be, f, t_span, y0, method, rtol, atol, t_eval, args, dense_output, max_steps,
         first_step, max_step, jac, dt,
     )  # fmt: skip
+    if events is not None:
+        p = replace(p, events=check_events(events))
     if p.span.t0 == p.span.t1 or p.y0.shape[0] == 0:
         return _solve_trivial(p)
     if mode is not None and not dense_output:
@@ -390,19 +416,32 @@ def _run(
     be, xp = p.be, p.be.xp
     if p.compiled:
         stored = p.t_eval if p.t_eval is not None else np.array([p.span.t0, p.span.t1])
-        res = run_masked(p.stepper(args, batched=True), p.span, y_rows, t_eval=stored, log=log)
+        rows = tuple(
+            (e, lambda t, y, g=g: xp.reshape(g(t[0], y[0, :]), (1,)))
+            for e, g in zip(p.events, p.events_of(args), strict=True)
+        )
+        st = p.stepper(args, batched=True)
+        res = run_masked(st, p.span, y_rows, t_eval=stored, log=log, events=rows)
         stats = {k: v[0] if getattr(v, "ndim", 0) else v for k, v in res["stats"].items()}
         out = {"y": res["y"], "t": res["t"], "status": res["status"][0], "stats": stats}
+        if rows:  # each event's first occurrence (NaN: none)
+            t_first, y_first, _ = res["events"]
+            ids = xp.arange(len(rows), dtype=xp.int32, device=be.device)
+            out["event_rows"] = (t_first, y_first, ids)
         if log:
             *out["log"], out["n_iter"] = res["log"]
             out["te"] = res["t"]
         return out
     st = p.stepper(args, batched=False)
     bar = _Progress(abs(p.span.t1 - p.span.t0)) if progress else None
+    watch = None
+    if p.events:
+        watch = EagerEvents(be, p.events, p.events_of(args), p.span.t0, y_rows[0, :])
     try:
         res = _explicit.run_eager(
-            st, p.span, y_rows[0, :], t_eval=p.t_eval, keep_dense=p.dense_output, progress=bar
-        )
+            st, p.span, y_rows[0, :], t_eval=p.t_eval, keep_dense=p.dense_output, progress=bar,
+            events=watch,
+        )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
@@ -413,6 +452,17 @@ def _run(
     out = {"y": y_out[:, None, :], "t": t_out, "status": res["status"], "stats": res["stats"]}
     if p.dense_output:
         out["dense"] = _dense_eval(st, res, p.shape)
+    if watch is not None:  # every occurrence, as rows: times (E, 1), states (E, 1, n)
+        ids = [k for k, ts in enumerate(watch.times) for _ in ts]
+        times = [t for ts in watch.times for t in ts]
+        states = [y for ys in watch.states for y in ys]
+        out["event_rows"] = (
+            xp.reshape(xp.asarray(times, dtype=tdt, device=dev), (-1, 1)),
+            xp.reshape(xp.stack(states), (-1, 1, n))
+            if states
+            else xp.zeros((0, 1, n), dtype=p.dtype, device=dev),
+            xp.asarray(ids, dtype=xp.int32, device=dev),
+        )
     if log:
         ts, hs = res["log"]
         out["log"] = tuple(xp.asarray(v, dtype=tdt, device=dev)[:, None] for v in (ts, hs))
@@ -434,7 +484,44 @@ def _solution(p: _Problem, res: dict[str, Any]) -> Solution:
         stats = {k: int(v) for k, v in stats.items()}
         status = int(status)
     message = _explicit.MESSAGES.get(int(status), "see status")
-    return Solution(res["t"], y, status, message, stats, p.method, p.be, res.get("dense"))
+    t_events = y_events = None
+    if "event_rows" in res:
+        t_events, y_events = _events_by_kind(p, res["event_rows"])
+    return Solution(
+        res["t"], y, status, message, stats, p.method, p.be, res.get("dense"), t_events, y_events
+    )
+
+
+def _events_by_kind(p: _Problem, rows: tuple[Any, Any, Any]) -> tuple[list[Any], list[Any]]:
+    """Each event's times ``(j,)`` and states ``(j, *shape)`` from the rows of all events.
+
+    On a backend with AD the rows' states are the solution's (differentiable) and the
+    times are made differentiable by the implicit function theorem on ``g(t, y(t)) = 0``.
+    """
+    be, xp = p.be, p.be.xp
+    times, states, ids = rows
+    # A compiled solve records each event's first occurrence, in order: known statically.
+    n_rows = ids.shape[0]
+    ids_host = list(range(len(p.events))) if p.compiled else [int(ids[j]) for j in range(n_rows)]
+    gs, f = p.events_of(p.args), p.f_of(p.args)
+    t_events, y_events = [], []
+    for k in range(len(p.events)):
+        where = [j for j, kind in enumerate(ids_host) if kind == k]
+        if not where:
+            t_events.append(xp.zeros((0,), dtype=times.dtype, device=be.device))
+            y_events.append(xp.zeros((0, *p.shape), dtype=states.dtype, device=be.device))
+            continue
+        t_k = xp.stack([times[j, 0] for j in where])
+        y_k = xp.stack([states[j, 0, :] for j in where])
+        if "ad.custom" in be.capabilities:
+            moved = [
+                differentiable_event(be, gs[k], f, t_k[i], y_k[i, :]) for i in range(len(where))
+            ]
+            t_k = xp.stack([m[0] for m in moved])
+            y_k = xp.stack([m[1] for m in moved])
+        t_events.append(t_k)
+        y_events.append(xp.reshape(y_k, (len(where), *p.shape)))
+    return t_events, y_events
 
 
 def _solve_differentiable(
@@ -466,7 +553,12 @@ def _solve_differentiable(
         adjoint_method, numbers,
     )  # fmt: skip
     t0, t1 = time_inputs(be, t_span, p.dtype)
-    return _solution(p, solver(p.y0[None, :], t0, t1, params.leaves))
+    res = solver(p.y0[None, :], t0, t1, params.leaves)
+    if "event_times" in res:  # the rows after the stored ones are the events' states
+        m = res["t"].shape[0]
+        res["event_rows"] = (res["event_times"], res["y"][m:, ...], res["event_ids"])
+        res["y"] = res["y"][:m, ...]
+    return _solution(p, res)
 
 
 def _dense_eval(

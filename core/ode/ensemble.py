@@ -21,6 +21,7 @@ from anyxp.ode._checks import (
     concrete,
     state_dtype,
 )
+from anyxp.ode._events import Event, check_events, differentiable_event
 from anyxp.ode._explicit import time_dtype
 from anyxp.ode._masked import run_masked
 from anyxp.ode._sensitivity import Solver, check_mode, time_inputs
@@ -37,7 +38,9 @@ class EnsembleSolution:
     ``j`` at ``t[i]``. ``status`` has one code per trajectory (as in
     :class:`anyxp.ode.Solution`); ``stats`` holds per-trajectory ``steps``, ``accepted`` and
     ``rejected`` and the batch's ``nfev``, ``njev`` and ``nlu`` (batched evaluations of ``f``
-    and of the Jacobian, batched factorizations; on dask, summed over the blocks).
+    and of the Jacobian, batched factorizations; on dask, summed over the blocks). With
+    ``events``, ``t_events[k]`` has shape ``(B,)``: each trajectory's first occurrence of
+    event ``k`` (NaN: none), and ``y_events[k]`` the states there, ``(B, n)``.
     """
 
     t: Any
@@ -46,11 +49,14 @@ class EnsembleSolution:
     stats: dict[str, Any]
     method: str
     backend: Backend = field(repr=False)
+    t_events: list[Any] | None = None
+    y_events: list[Any] | None = None
 
     @property
     def success(self) -> bool:
-        """Whether every trajectory reached the end of the interval."""
-        return bool(self.backend.xp.all(self.status == 0))
+        """Whether every trajectory reached the end of the interval, or a terminal event."""
+        xp = self.backend.xp
+        return bool(xp.all((self.status == 0) | (self.status == 5)))
 
 
 def solve_ensemble(
@@ -71,6 +77,7 @@ def solve_ensemble(
     backend: str | Backend | None = None,
     sensitivity: str | None = None,
     checkpoints: int | None = None,
+    events: Any = None,
 ) -> EnsembleSolution:
     """Solve ``B`` independent problems ``y_j' = f(t_j, y_j, p_j)`` at once.
 
@@ -103,6 +110,10 @@ def solve_ensemble(
     sensitivity, checkpoints
         As for :func:`anyxp.ode.solve`: derivatives of ``sol.y`` with respect to ``y0``,
         ``params`` and the ends of ``t_span``, every trajectory's from its own steps.
+    events
+        As for :func:`anyxp.ode.solve`, on the batch: ``g(t, y)`` (or ``g(t, y, params)``)
+        returns shape ``(B,)``. Each trajectory records each event's first occurrence; a
+        terminal event ends that trajectory (status 5) while the others go on.
     """
     import anyxp
 
@@ -173,14 +184,42 @@ def solve_ensemble(
             exact_stages=exact_stages,
         )  # fmt: skip
 
+    watched = check_events(events)
+
+    def event_rows(params: Any) -> tuple[tuple[Event, Any], ...]:
+        return tuple(
+            (e, lambda t, y, g=e.fn: g(t, y) if params is None else g(t, y, params))
+            for e in watched
+        )
+
     if mode is not None and not xp.isdtype(y0.dtype, "complex floating"):
         solver = _solver(
-            be, tab, y0.dtype, stepper, span, te, t_eval is None, params, mode, checkpoints
-        )
+            be, tab, y0.dtype, stepper, event_rows, span, te, t_eval is None, params, mode,
+            checkpoints,
+        )  # fmt: skip
         res = solver(y0, *time_inputs(be, t_span, y0.dtype), solver_leaves(be, params))
+        if "event_times" in res:
+            m = res["t"].shape[0]
+            res["events"] = (res["event_times"], res["y"][m:, ...])
+            res["y"] = res["y"][:m, ...]
     else:
-        res = run_masked(stepper(params), span, y0, t_eval=te)
-    return EnsembleSolution(res["t"], res["y"], res["status"], res["stats"], method, be)
+        res = run_masked(stepper(params), span, y0, t_eval=te, events=event_rows(params))
+    t_events = y_events = None
+    if watched:
+        times, states = res["events"][:2]
+        if mode is not None and "ad.custom" in be.capabilities:
+            rhs = stepper(params).f
+            moved = [
+                differentiable_event(be, g, rhs, times[k, ...], states[k, ...])
+                for k, (_, g) in enumerate(event_rows(params))
+            ]
+            times = xp.stack([m[0] for m in moved])
+            states = xp.stack([m[1] for m in moved])
+        t_events = [times[k, ...] for k in range(len(watched))]
+        y_events = [states[k, ...] for k in range(len(watched))]
+    return EnsembleSolution(
+        res["t"], res["y"], res["status"], res["stats"], method, be, t_events, y_events
+    )
 
 
 def solver_leaves(be: Backend, params: Any) -> tuple[Any, ...]:
@@ -195,6 +234,7 @@ def _solver(
     tab: Any,
     dtype: Any,
     stepper: Callable[..., Any],
+    event_rows: Callable[[Any], tuple[Any, ...]],
     span: _explicit.Span,
     te: np.ndarray,
     moving: bool,
@@ -208,10 +248,16 @@ def _solver(
         return leaves[0] if leaves else params
 
     def run(y_rows: Any, leaves: tuple[Any, ...], log: bool) -> dict[str, Any]:
-        res = run_masked(stepper(with_leaves(leaves)), span, y_rows, t_eval=te, log=log)
+        params_now = with_leaves(leaves)
+        watched = event_rows(params_now)
+        res = run_masked(stepper(params_now), span, y_rows, t_eval=te, log=log, events=watched)
         if log:
             *res["log"], res["n_iter"] = res["log"]
             res["te"] = res["t"]
+        if watched:  # each event's first occurrence per row: rows after the stored states
+            t_first, y_first, _ = res["events"]
+            ids = be.xp.arange(len(watched), dtype=be.xp.int32, device=be.device)
+            res["event_rows"] = (t_first, y_first, ids)
         return res
 
     def method(leaves: tuple[Any, ...]) -> Any:
