@@ -194,8 +194,8 @@ def _versions(name: str) -> dict[str, str | None]:
     from anyxp.registry import get_registry
 
     reg = get_registry()
-    spec = reg.backend_spec(name)
-    plugin = next(p.plugin for p in reg.backends[spec.name])
+    owner = reg.provider(name)  # the plugin in use (a built-in over a third party)
+    spec, plugin = owner.spec, owner.plugin
     return {
         "anyxp": anyxp.__version__,
         "plugin": f"{plugin.distribution} {plugin.version}",

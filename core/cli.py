@@ -135,7 +135,8 @@ def _info(name: str) -> dict[str, Any]:
 
     reg = get_registry()
     spec = reg.backend_spec(name)
-    row = next(r for r in plugin_table(reg)["backends"] if r["name"] == spec.name)
+    rows = plugin_table(reg)["backends"]
+    row = next(r for r in rows if r["name"] == spec.name and r.get("in_use", True))
     row["aliases"] = list(spec.aliases)
     row["array_types"] = list(spec.array_types)
     row["install"] = spec.install
