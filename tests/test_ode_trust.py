@@ -326,7 +326,9 @@ def _sys3(t, w, omega=10.0, k=123.0):
 
 
 def _sys3_exact(t, omega=10.0, k=123.0, z0=0.01):
-    return np.array([-np.sin(omega * t), np.cos(omega * t), 1 / (1 + (1 - z0) / z0 * np.exp(-k * t))])
+    return np.array(
+        [-np.sin(omega * t), np.cos(omega * t), 1 / (1 + (1 - z0) / z0 * np.exp(-k * t))]
+    )
 
 
 @pytest.mark.parametrize("rtol", [1e-3, 1e-6, 1e-9])
