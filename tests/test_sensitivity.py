@@ -317,10 +317,25 @@ def test_classic_torch_autograd_and_no_warnings():
 @pytest.mark.parametrize("name", ["numpy", "array_api_strict"])
 def test_backends_without_ad_refuse_a_sensitivity_and_name_who_has_it(name):
     be = on(name)
-    with pytest.raises(anyxp.UnsupportedError, match=r"ad\.custom.*jax.*torch"):
+    with pytest.raises(anyxp.UnsupportedError, match=r"ad\.custom.*jax.*torch.*differences"):
         solve(decay, (0.0, 1.0), be.asarray([1.0]), args=(Z,), sensitivity="checkpointed")
     sol = solve(decay, (0.0, 1.0), be.asarray([1.0]), args=(Z,))  # no sensitivity: fine
     assert sol.success
+
+
+@pytest.mark.parametrize("method", ["tsit5", "rodas5p"])
+def test_forward_differences_give_sensitivities_without_ad(method, lv_reference):
+    sol = solve(
+        lotka_volterra, (0.0, 10.0), LV_Y0, args=(LV_P,), t_eval=LV_TE, rtol=1e-12, atol=1e-12,
+        method=method, sensitivity="forward-differences",
+    )  # fmt: skip
+    s = sol.sensitivities
+    assert s["y0"].shape == (101, 2, 2) and s["args"][0].shape == (101, 2, 4)
+    residual = 2 * (sol.y[:, 1] - 1.0)  # the loss's derivative in y2 at each stored time
+    fd_p, fd_y = lv_reference
+    np.testing.assert_allclose(residual @ s["args"][0][:, 1, :], fd_p, rtol=1e-6)
+    np.testing.assert_allclose(residual @ s["y0"][:, 1, :], fd_y, rtol=1e-6)
+    np.testing.assert_allclose(s["y0"][0], np.eye(2))  # y(t0) = y0
 
 
 def test_bad_sensitivity_options_are_clear_errors():

@@ -29,7 +29,7 @@ import array_api_extra as xpx
 from anyxp.backend import Backend
 from anyxp.ode._explicit import Method
 
-__all__ = ["Replay", "forward_jacobian", "outputs", "reverse"]
+__all__ = ["Replay", "difference_jacobian", "forward_jacobian", "outputs", "reverse"]
 
 Inputs = tuple[Any, ...]  # (y0 (B, n), t0 (), t1 (), *leaves)
 
@@ -285,3 +285,26 @@ def forward_jacobian(rp: Replay, inputs: Inputs) -> list[Any]:
 
     jac = be.fori_loop(0, sum(sizes), column, jac)
     return [jac[:, o : o + s] for o, s in zip(offsets, sizes, strict=True)]
+
+
+def difference_jacobian(rp: Replay, inputs: Inputs) -> list[Any]:
+    """d(stored states)/d(input) by central differences of the replay (no AD needed).
+
+    The steps are held fixed, so the differences see the smooth discretised solution, not
+    the step-size controller's jumps: their error is that of the differences alone
+    (about ``eps^(2/3)`` relative, from the step ``eps^(1/3)·max(1, |x|)``).
+    """
+    xp = rp.be.xp
+    blocks = []
+    for k, x in enumerate(inputs):
+        flat = xp.reshape(x, (-1,))
+        eps = float(xp.finfo(x.dtype).eps)
+        columns = []
+        for j in range(flat.shape[0]):
+            h = eps ** (1 / 3) * max(1.0, abs(float(flat[j])))
+            bump = xp.reshape(xp.astype(xp.arange(flat.shape[0]) == j, x.dtype) * h, x.shape)
+            up = (*inputs[:k], x + bump, *inputs[k + 1 :])
+            down = (*inputs[:k], x - bump, *inputs[k + 1 :])
+            columns.append(xp.reshape((outputs(rp, up) - outputs(rp, down)) / (2 * h), (-1,)))
+        blocks.append(xp.stack(columns, axis=1))
+    return blocks

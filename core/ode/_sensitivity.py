@@ -37,9 +37,12 @@ from anyxp.ode._checks import concrete_int
 from anyxp.ode._explicit import Method, Span, time_dtype
 from anyxp.ode._replay import Replay, forward_jacobian, outputs, reverse
 
-__all__ = ["MODES", "Params", "Solver", "check_mode"]
+__all__ = ["DIFFERENCES", "MODES", "Params", "Solver", "check_mode"]
 
 MODES = ("checkpointed", "direct", "backsolve", "interpolating", "forward")
+#: Forward sensitivities by differences, returned in ``sol.sensitivities``: the one way to
+#: get derivatives of a solve on a backend without AD, and only when asked for by name.
+DIFFERENCES = "forward-differences"
 STATS = ("nfev", "njev", "nlu", "steps", "accepted", "rejected")
 
 
@@ -51,12 +54,20 @@ def check_mode(be: Backend, mode: str | None, checkpoints: int | None) -> str | 
         raise ValueError(f"checkpoints must be a positive int, got {checkpoints!r}")
     if mode is None:
         return "checkpointed" if "ad.custom" in be.capabilities else None
+    if mode == DIFFERENCES:
+        return mode
     if mode not in MODES:
-        raise ValueError(f"unknown sensitivity {mode!r}; choose one of {', '.join(MODES)}")
+        choices = ", ".join((*MODES, DIFFERENCES))
+        raise ValueError(f"unknown sensitivity {mode!r}; choose one of {choices}")
     if "ad.custom" not in be.capabilities:
         from anyxp.registry import get_registry
 
-        raise UnsupportedError(be.name, "ad.custom", get_registry().providers("ad.custom"))
+        error = UnsupportedError(be.name, "ad.custom", get_registry().providers("ad.custom"))
+        error.args = (
+            f"{error.args[0]} Or, on {be.name!r}, sensitivity={DIFFERENCES!r} returns "
+            "forward sensitivities by finite differences in sol.sensitivities.",
+        )
+        raise error
     if checkpoints is not None and mode != "checkpointed":
         raise ValueError(f"checkpoints= applies to sensitivity='checkpointed', not {mode!r}")
     return mode

@@ -26,7 +26,8 @@ from anyxp.ode._checks import (
 from anyxp.ode._events import EagerEvents, Event, check_events, differentiable_event
 from anyxp.ode._implicit import ESDIRK, Rosenbrock, jacobian_source
 from anyxp.ode._masked import run_masked
-from anyxp.ode._sensitivity import Params, Solver, check_mode, time_inputs
+from anyxp.ode._replay import Replay, difference_jacobian
+from anyxp.ode._sensitivity import DIFFERENCES, Params, Solver, check_mode, time_inputs
 from anyxp.ode.tableaux import ESDIRKTableau, Tableau
 
 __all__ = ["Solution", "make_method", "smallest", "solve", "values_of"]
@@ -58,6 +59,11 @@ class Solution:
     _dense: Callable[[Any], Any] | None = field(default=None, repr=False)
     t_events: list[Any] | None = None
     y_events: list[Any] | None = None
+    #: With ``sensitivity="forward-differences"``: the derivatives of ``y`` with respect
+    #: to ``"y0"`` (shape ``(m, *y0.shape, *y0.shape)``), ``"t_span"`` (``(m, *y0.shape,
+    #: 2)``) and ``"args"`` (one array per array leaf of ``args``, ``(m, *y0.shape,
+    #: *leaf.shape)``).
+    sensitivities: dict[str, Any] | None = None
 
     @property
     def success(self) -> bool:
@@ -275,6 +281,8 @@ def solve(
         p = replace(p, events=check_events(events))
     if p.span.t0 == p.span.t1 or p.y0.shape[0] == 0:
         return _solve_trivial(p)
+    if mode == DIFFERENCES:
+        return _solve_with_differences(p, t_span, progress)
     if mode is not None and not dense_output:
         if be.xp.isdtype(p.dtype, "complex floating"):
             if sensitivity is not None:
@@ -522,6 +530,40 @@ def _events_by_kind(p: _Problem, rows: tuple[Any, Any, Any]) -> tuple[list[Any],
         t_events.append(t_k)
         y_events.append(xp.reshape(y_k, (len(where), *p.shape)))
     return t_events, y_events
+
+
+def _solve_with_differences(p: _Problem, t_span: Any, progress: bool) -> Solution:
+    """A solve with its forward sensitivities by central differences of its replay."""
+    be, xp = p.be, p.be.xp
+    if xp.isdtype(p.dtype, "complex floating"):
+        raise TypeError("sensitivities of complex states are not supported")
+    params = Params.split(be, p.args)
+    res = _run(p, p.args, p.y0[None, :], log=True, progress=progress)
+    n_iter = concrete_int(res["n_iter"])
+    ts, hs = res["log"]
+
+    def method(leaves: tuple[Any, ...]) -> Any:
+        return p.stepper(params.rebuild(leaves), batched=True, exact_stages=True)
+
+    rp = Replay(
+        be, method, ts[:n_iter, ...], hs[:n_iter, ...], res["te"], p.span.t0, p.span.t1,
+        p.t_eval is None, n_iter,
+    )  # fmt: skip
+    inputs = (p.y0[None, :], *time_inputs(be, t_span, p.dtype), *params.leaves)
+    blocks = difference_jacobian(rp, inputs)
+    m = res["y"].shape[0]
+
+    def shaped(block: Any, of: tuple[int, ...]) -> Any:
+        return xp.reshape(block, (m, *p.shape, *of))
+
+    sensitivities = {
+        "y0": shaped(blocks[0], p.shape),
+        "t_span": xp.stack([shaped(blocks[1], ()), shaped(blocks[2], ())], axis=-1),
+        "args": tuple(
+            shaped(b, tuple(leaf.shape)) for b, leaf in zip(blocks[3:], params.leaves, strict=True)
+        ),
+    }
+    return replace(_solution(p, res), sensitivities=sensitivities)
 
 
 def _solve_differentiable(
