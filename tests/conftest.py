@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,19 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
     return Site(tmp_path / "site")
+
+
+def float64_backend(name: str) -> Any:
+    """The backend ``name`` in float64 (skipping when its library is missing); JAX's notice
+    that this turns on its process-wide x64 mode is expected here."""
+    import warnings
+
+    import anyxp
+
+    pytest.importorskip({"numpy": "numpy", "array_api_strict": "array_api_strict"}.get(name, name))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
+        return anyxp.backend(name, dtype="float64")
 
 
 def mpiexec() -> str | None:

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
 
 import anyxp
 from anyxp.ode import solve, solve_ensemble
+from conftest import float64_backend
 
 G, H = 9.81, 10.0
 
 
-def on(name: str) -> anyxp.Backend:
-    pytest.importorskip(name)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
-        return anyxp.backend(name, dtype="float64")
+on = float64_backend
 
 
 def fall(t, y, g):

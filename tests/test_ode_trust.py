@@ -16,15 +16,12 @@ import anyxp
 from anyxp.ode import solve, solve_ensemble
 from anyxp.ode.problems import PROBLEMS
 from anyxp.ode.tableaux import STIFF_TABLEAUX
+from conftest import float64_backend
 
 EAGER_AND_COMPILED = ["numpy", "torch", "jax"]
 
 
-def on(name: str) -> anyxp.Backend:
-    pytest.importorskip(name)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
-        return anyxp.backend(name, dtype="float64")
+on = float64_backend
 
 
 def host(be: anyxp.Backend, x) -> np.ndarray:

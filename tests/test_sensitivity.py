@@ -18,17 +18,14 @@ from hypothesis import strategies as st
 import anyxp
 from anyxp.ode import solve, solve_ensemble
 from anyxp.ode._sensitivity import MODES
+from conftest import float64_backend
 
 AD = ["torch", "jax"]
 METHODS = ["tsit5", "dopri5", "dop853", "rk4", "rodas5p", "kvaerno5"]
 Z, T = 2.3, 1.0
 
 
-def on(name: str) -> anyxp.Backend:
-    pytest.importorskip(name)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
-        return anyxp.backend(name, dtype="float64")
+on = float64_backend
 
 
 def decay(t, y, z):

@@ -14,16 +14,14 @@ from anyxp.ode import solve, solve_ensemble
 from anyxp.ode.problems import PROBLEMS, van_der_pol, van_der_pol_jac
 from anyxp.ode.tableaux import KVAERNO5, RODAS5P
 from anyxp.testing import strategies as axst
+from conftest import float64_backend
 
 NUMPY = anyxp.backend("numpy")
 STIFF = ("rodas5p", "kvaerno5")
 BARI_STIFF = ("robertson", "hires", "van_der_pol_stiff", "oregonator")
 
 
-def float64(name):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
-        return anyxp.backend(name, dtype="float64")
+float64 = float64_backend
 
 
 def max_relative_error(y, reference):
