@@ -137,3 +137,36 @@ def test_result_is_a_new_array(backend):
 @requires("comm.barrier")
 def test_barrier(backend):
     assert backend.comm.barrier() is None
+
+
+def _grad(backend, loss, x):
+    """This rank's share of d(Σ_ranks loss_r)/dx: what SPMD AD gives each rank."""
+    return backend.to_numpy(backend.ad.grad(loss)(x))
+
+
+@requires("ad.custom", "comm.allreduce")
+def test_collectives_are_differentiable(backend):
+    # Each rank's loss is one term of the job's total; each rank gets that total's
+    # derivative for its own inputs. The expectations below hold at any size.
+    c, xp = backend.comm, backend.xp
+    r, n = c.rank, c.size
+    base = np.array([1.0, 2.0, 3.0])
+    x = backend.asarray(base * (r + 1))
+    total = base * n * (n + 1) / 2  # Σ_s x_s
+    grad = _grad(backend, lambda x: xp.sum(c.allreduce(x) ** 2), x)
+    np.testing.assert_allclose(grad, 2 * n * total, rtol=1e-6)
+    grad = _grad(backend, lambda x: xp.sum(c.allreduce(x, "mean")), x)
+    np.testing.assert_allclose(grad, np.ones(3), rtol=1e-6)
+    grad = _grad(backend, lambda x: xp.sum(c.allreduce(x, "max")), x)
+    np.testing.assert_allclose(grad, np.full(3, float(n) if r == n - 1 else 0.0), rtol=1e-6)
+    grad = _grad(backend, lambda x: xp.sum(c.broadcast(x, root=0) ** 2), x)
+    np.testing.assert_allclose(grad, 2 * n * base if r == 0 else np.zeros(3), rtol=1e-6)
+    slots = backend.asarray(np.arange(1.0, n + 1)[:, None])  # weight s + 1 on rank s's slot
+    grad = _grad(backend, lambda x: xp.sum(c.allgather(x) * slots), x)
+    np.testing.assert_allclose(grad, np.full(3, float(n * (r + 1))), rtol=1e-6)
+    ring = [(s, (s + 1) % n) for s in range(n)]  # rank r receives rank r - 1's x
+    grad = _grad(backend, lambda x: xp.sum(c.ppermute(x, ring) ** 2) * (c.rank + 1), x)
+    np.testing.assert_allclose(grad, 2 * ((r + 1) % n + 1) * base * (r + 1), rtol=1e-6)
+    blocks = backend.asarray(np.ones(2 * n) * (r + 1))
+    grad = _grad(backend, lambda x: xp.sum(c.reduce_scatter(x)) * (c.rank + 1), blocks)
+    np.testing.assert_allclose(grad, np.repeat(np.arange(1.0, n + 1), 2), rtol=1e-6)

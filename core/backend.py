@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from anyxp._comm_ad import differentiable
 from anyxp.ad import AD, DeclaredAD
 from anyxp.capabilities import COMM_CAPABILITIES
 from anyxp.comm import Comm, LocalComm
@@ -152,7 +153,7 @@ class Backend:
         )
         rnd = (random if random is not None else HostRandom)(be)
         object.__setattr__(be, "random", rnd)
-        object.__setattr__(be, "comm", LocalComm(be))
+        object.__setattr__(be, "comm", differentiable(LocalComm(be), be))
         return be
 
     # -- identity ---------------------------------------------------------------
@@ -168,7 +169,9 @@ class Backend:
 
     def with_comm(self, comm: Comm, capabilities: frozenset[str]) -> Backend:
         """Return this backend with ``comm`` (declaring ``capabilities``) as its collectives."""
-        return dataclasses.replace(self, comm=comm, comm_capabilities=frozenset(capabilities))
+        return dataclasses.replace(
+            self, comm=differentiable(comm, self), comm_capabilities=frozenset(capabilities)
+        )
 
     def __repr__(self) -> str:
         return (

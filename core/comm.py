@@ -140,7 +140,9 @@ class LocalComm:
     def _copy(self, x: Any) -> Any:
         # A real collective returns a new buffer; so does this one, so that callers who
         # mutate the result behave the same at size 1 and size N.
-        return self.xp.asarray(x, copy=True)
+        # (Not asarray(copy=True): torch warns on it for a tensor that requires grad, and
+        # this copy must keep the derivative.)
+        return self.xp.stack([x])[0, ...]
 
     def allreduce(self, x: Any, op: str = "sum") -> Any:
         """Return the reduction over the one rank (a copy of ``x``)."""

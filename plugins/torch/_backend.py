@@ -178,7 +178,13 @@ def _device(spec: BackendSpec, device: Any) -> torch.device:
 
 
 def _to_numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy()
+    try:
+        return x.detach().cpu().numpy()
+    except RuntimeError:
+        # Inside a torch.func transform a tensor may be a wrapper without storage of its
+        # own; its values are still readable (a host copy carries no derivative anyway).
+        dtype = np.dtype(str(x.dtype).removeprefix("torch."))
+        return np.asarray(x.tolist(), dtype=dtype).reshape(tuple(x.shape))
 
 
 def _device_of(x: Any) -> Any:
