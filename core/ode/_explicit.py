@@ -55,6 +55,9 @@ class Span:
     #: The direction of integration, given where ``t0`` and ``t1`` are arrays whose values
     #: may not be known (a traced interval in the masked loop).
     sign: float | None = None
+    #: The comm a state split across ranks lives on (``None``: the whole state is here).
+    #: Every norm is then global, so every rank takes the same steps.
+    comm: Any = None
 
     @property
     def direction(self) -> float:
@@ -146,21 +149,28 @@ class Stepper:
         a_rows = [xp.asarray(row, dtype=self.dtype, device=be.device) for row in self.tab.a]
         return b, e, dense, a_rows
 
-    def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any:
+    def error_norm(
+        self, err: Any, y: Any, y_new: Any, rtol: float, atol: float, comm: Any = None
+    ) -> Any:
         """The scaled error of an attempt (per row of a batch): 1 is the tolerance.
 
         With a second estimate (``tab.e3``, DOP853) ``err`` is the pair of both, blended as
         Hairer's code does: ``|e5|² / sqrt(n (|e5|² + 0.01 |e3|²))``, which stays honest
-        where the 5th-order estimate alone is accidentally small.
+        where the 5th-order estimate alone is accidentally small. ``comm``: see
+        :func:`error_norm`.
         """
         if self.tab.e3 is None:
-            return error_norm(self.be.xp, err, y, y_new, rtol, atol)
+            return error_norm(self.be.xp, err, y, y_new, rtol, atol, comm)
         xp = self.be.xp
         scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
-        e5 = xp.sum((xp.abs(err[0]) / scale) ** 2, axis=-1)
-        e3 = xp.sum((xp.abs(err[1]) / scale) ** 2, axis=-1)
+        e5, e3 = ((xp.abs(e) / scale) ** 2 for e in err)
+        if comm is None:
+            e5, e3, n, bad = xp.sum(e5, axis=-1), xp.sum(e3, axis=-1), y.shape[-1], 0
+        else:
+            (e5, e3), n, bad = global_sums(xp, comm, [e5, e3], y_new)
         denom = e5 + 0.01 * e3
-        return e5 / xp.sqrt(xp.where(denom > 0, denom, 1.0) * y.shape[-1])
+        norm = e5 / xp.sqrt(xp.where(denom > 0, denom, 1.0) * n)
+        return norm if comm is None else xp.where(bad > 0, xp.nan, norm)
 
     def _error(self, hs: Any, ks: Any) -> Any:
         """The error estimate(s) of an attempt from its stages (a list, or stacked)."""
@@ -182,11 +192,14 @@ class Stepper:
             return None
         return STIFF_MARGIN * self.tab.stability_boundary
 
-    def stiffness(self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any) -> Any:
+    def stiffness(
+        self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any, comm: Any = None
+    ) -> Any:
         """Hairer's estimate of ``|h·λ|`` for the dominant eigenvalue ``λ`` (per row).
 
         The stage taken at the step's end and ``f(t + h, y_new)`` differ by about
-        ``J (y_s - y_new)``: their ratio of norms estimates ``|λ|`` at no extra evaluation.
+        ``J (y_s - y_new)``: their ratio of norms estimates ``|λ|`` at no extra evaluation
+        (of the whole state, with a ``comm``).
         """
         xp = self.be.xp
         i = self.tab.stiffness_stage
@@ -196,6 +209,8 @@ class Stepper:
         y_stage = y + _col(hs, self.batched) * weighted_sum(self.tab.a[i], ks[:i])
         num = xp.sum(xp.abs(f_new - ks[i]) ** 2, axis=-1)
         den = xp.sum(xp.abs(y_new - y_stage) ** 2, axis=-1)
+        if comm is not None:
+            (num, den), _, _ = global_sums(xp, comm, [num, den], y_new)
         return abs(hs) * xp.sqrt(num / xp.where(den > 0, den, 1.0)) * xp.astype(den > 0, num.dtype)
 
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
@@ -298,18 +313,42 @@ class Method(Protocol):
     def has_dense(self) -> bool: ...
     @property
     def stiffness_bound(self) -> float | None: ...
-    def stiffness(self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any) -> Any: ...
+    def stiffness(
+        self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any, comm: Any = None
+    ) -> Any: ...
     def record_rows(self, record: Any) -> tuple[Any, ...]: ...
     def from_rows(self, rows: tuple[Any, ...]) -> Any: ...
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt: ...
-    def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any: ...
+    def error_norm(
+        self, err: Any, y: Any, y_new: Any, rtol: float, atol: float, comm: Any = None
+    ) -> Any: ...
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any: ...
 
 
-def error_norm(xp: Any, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any:
-    """The RMS norm of ``err`` scaled by ``atol + rtol·max(|y|, |y_new|)`` (per row)."""
+def error_norm(
+    xp: Any, err: Any, y: Any, y_new: Any, rtol: float, atol: float, comm: Any = None
+) -> Any:
+    """The RMS norm of ``err`` scaled by ``atol + rtol·max(|y|, |y_new|)`` (per row).
+
+    With a ``comm`` (a state split across ranks) the norm is of the whole state, from one
+    collective, and NaN on every rank when ``y_new`` is non-finite on any.
+    """
     scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
-    return xp.sqrt(xp.mean((xp.abs(err) / scale) ** 2, axis=-1))
+    squares = (xp.abs(err) / scale) ** 2
+    if comm is None:
+        return xp.sqrt(xp.mean(squares, axis=-1))
+    (total,), count, bad = global_sums(xp, comm, [squares], y_new)
+    return xp.where(bad > 0, xp.nan, xp.sqrt(total / count))
+
+
+def global_sums(xp: Any, comm: Any, parts: list[Any], y: Any) -> tuple[list[Any], Any, Any]:
+    """Over a state split across ranks, by one ``allreduce``: the sum of each of ``parts``,
+    the whole state's length, and how many entries of ``y`` are non-finite."""
+    local = [xp.sum(p) for p in parts]
+    local.append(xp.zeros_like(local[0]) + parts[0].shape[-1])
+    local.append(xp.sum(xp.astype(~xp.isfinite(y), local[0].dtype)))
+    total = comm.allreduce(xp.stack(local))
+    return [total[i] for i in range(len(parts))], total[-2], total[-1]
 
 
 def initial_step(st: Method, t0: Any, y0: Any, f0: Any, span: Span) -> Any:
@@ -318,16 +357,22 @@ def initial_step(st: Method, t0: Any, y0: Any, f0: Any, span: Span) -> Any:
     Bounded by the interval and ``max_step``, so that ``f`` is never evaluated outside
     ``[t0, t1]`` (as scipy's ``select_initial_step`` does).
     """
-    xp, b = st.be.xp, st.batched
+    xp, b, comm = st.be.xp, st.batched, span.comm
     scale = span.atol + xp.abs(y0) * span.rtol
-    d0 = xp.sqrt(xp.mean((xp.abs(y0) / scale) ** 2, axis=-1))
-    d1 = xp.sqrt(xp.mean((xp.abs(f0) / scale) ** 2, axis=-1))
+
+    def rms(*vs: Any) -> list[Any]:  # per row; of the whole split state with a comm
+        if comm is None:
+            return [xp.sqrt(xp.mean((xp.abs(v) / scale) ** 2, axis=-1)) for v in vs]
+        sums, n, _ = global_sums(xp, comm, [(xp.abs(v) / scale) ** 2 for v in vs], vs[0])
+        return [xp.sqrt(total / n) for total in sums]
+
+    d0, d1 = rms(y0, f0)
     bound = xp.minimum(xp.zeros_like(d0) + abs(span.t1 - span.t0), span.max_step)
     tiny = xp.minimum(xp.full_like(d0, 1e-6), bound)
     h0 = xp.where((d0 < 1e-5) | (d1 < 1e-5), tiny, 0.01 * d0 / xp.where(d1 == 0, 1.0, d1))
     h0 = xp.minimum(h0, bound)
     f1 = st.f(t0 + span.direction * h0, y0 + span.direction * _col(h0, b) * f0)
-    d2 = xp.sqrt(xp.mean((xp.abs(f1 - f0) / scale) ** 2, axis=-1)) / h0
+    d2 = rms(f1 - f0)[0] / h0
     big = xp.maximum(d1, d2)
     h1 = xp.where(
         big <= 1e-15,
@@ -391,7 +436,10 @@ def run_eager(
     loop = _EagerLoop(st, span, t_eval, keep_dense, progress, counts)
     loop.events = events
     loop.store_start(y0)
-    if not bool(xp.all(xp.isfinite(f0))):
+    finite = xp.all(xp.isfinite(f0))
+    if span.comm is not None:  # every rank must end together
+        finite = span.comm.allreduce(xp.astype(xp.reshape(finite, (1,)), xp.int32), "min")[0]
+    if not bool(finite):
         return loop.result(NONFINITE)  # f(t0, y0) is already NaN or infinite
     h = span.h
     if h is None:
@@ -503,8 +551,15 @@ class _EagerLoop:
                 self.rejected += 1
                 rejected_last = True
                 continue
-            err = 0.0 if fixed else float(st.error_norm(step.err, y, y_new, span.rtol, span.atol))
-            if not math.isfinite(err) or not bool(xp.all(xp.isfinite(y_new))):
+            comm = span.comm
+            err = (
+                0.0
+                if fixed
+                else float(st.error_norm(step.err, y, y_new, span.rtol, span.atol, comm))
+            )
+            # (Split across ranks, a non-finite y_new anywhere already made err NaN
+            # everywhere: a rank's own check could disagree with the others'.)
+            if not math.isfinite(err) or (comm is None and not bool(xp.all(xp.isfinite(y_new)))):
                 # Retry smaller: a too-long step can overflow where a shorter one does not.
                 if fixed:
                     return self.result(NONFINITE)
@@ -536,7 +591,7 @@ class _EagerLoop:
             if last:
                 return self.result(SUCCESS)
             if stiffness.due(self.accepted) and stiffness.update(
-                float(st.stiffness(hs, y, y_new, step.f_new, step.record))
+                float(st.stiffness(hs, y, y_new, step.f_new, step.record, span.comm))
             ):
                 return self.result(STIFF)
             t, y, f0 = t_new, y_new, step.f_new

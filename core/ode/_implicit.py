@@ -134,7 +134,9 @@ class _Implicit:
     def stiffness_bound(self) -> float | None:
         return None  # a stiff method has no stiffness to detect
 
-    def stiffness(self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any) -> Any:
+    def stiffness(
+        self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any, comm: Any = None
+    ) -> Any:
         raise NotImplementedError("stiff methods have no stiffness test")
 
     def record_rows(self, record: Any) -> tuple[Any, ...]:
@@ -144,9 +146,11 @@ class _Implicit:
     def from_rows(self, rows: tuple[Any, ...]) -> Any:
         return list(rows)
 
-    def error_norm(self, err: Any, y: Any, y_new: Any, rtol: float, atol: float) -> Any:
+    def error_norm(
+        self, err: Any, y: Any, y_new: Any, rtol: float, atol: float, comm: Any = None
+    ) -> Any:
         """The RMS error scaled by the tolerances (per row of a batch)."""
-        return error_norm(self.be.xp, err, y, y_new, rtol, atol)
+        return error_norm(self.be.xp, err, y, y_new, rtol, atol, comm)
 
     def iteration_matrix_inverse(self, J: Any, hg: Any) -> Any:
         """``(I - h·gamma·J)^{-1}``, for one state or for every row of a batch."""

@@ -199,6 +199,7 @@ def solve(
     sensitivity: str | None = None,
     checkpoints: int | None = None,
     events: Any = None,
+    comm: Any = None,
 ) -> Solution:
     """Solve the initial value problem ``y' = f(t, y, *args)``, ``y(t0) = y0``.
 
@@ -252,6 +253,12 @@ def solve(
         of occurrences) ends the solve there (status 5), and ``g.direction`` (``> 0``
         upward, ``< 0`` downward crossings only) filters them. Event times are
         differentiable like the solution.
+    comm
+        A comm (``be.comm``) the state is split across: each rank passes its part of
+        ``y0`` and an ``f`` that exchanges what it needs with the others (``ppermute``). The
+        error norm, step acceptance and stopping are then global (one ``allreduce`` a
+        step), so every rank takes the same steps; at size 1 it is the ordinary solve.
+        Explicit methods on eager backends.
     sensitivity, checkpoints
         How derivatives of the solution with respect to ``y0``, the array leaves of
         ``args`` and the ends of ``t_span`` (when they are arrays) are computed, on a
@@ -279,6 +286,8 @@ def solve(
     )  # fmt: skip
     if events is not None:
         p = replace(p, events=check_events(events))
+    if comm is not None and comm.size > 1:
+        p = replace(p, span=replace(p.span, comm=_check_split(p, comm, events)))
     if p.span.t0 == p.span.t1 or p.y0.shape[0] == 0:
         return _solve_trivial(p)
     if mode == DIFFERENCES:
@@ -384,6 +393,24 @@ def values_of(be: Backend, t_span: Any) -> Any:
                 "or mark them static (a traced t_span cannot set the loop's bounds)"
             ) from None
     return out
+
+
+def _check_split(p: _Problem, comm: Any, events: Any) -> Any:
+    """A state split across ranks needs an eager backend and an explicit method."""
+    if p.compiled:
+        raise ValueError(
+            f"a state split across ranks needs collectives inside the traced loop, which "
+            f"the {getattr(comm, 'name', 'given')!r} comm does not provide on {p.be.name!r}; "
+            "solve on an eager backend (numpy, torch)"
+        )
+    if not isinstance(p.tab, Tableau):
+        raise ValueError(
+            f"method {p.method!r} solves linear systems in the whole state; a state split "
+            "across ranks takes an explicit method (tsit5, dopri5, dop853, rk4)"
+        )
+    if events is not None or p.dense_output:
+        raise ValueError("events and dense_output need the whole state on one rank")
+    return comm
 
 
 def _stats(**counts: int) -> dict[str, int]:

@@ -91,8 +91,7 @@ def _expire(comm: Any, call: Any, elapsed: float) -> None:
         "with MPI Abort. If a rank is this slow on purpose, raise ANYXP_COMM_TIMEOUT "
         "(seconds) or pass comm_options={'timeout': seconds}.\n"
     )
-    sys.stderr.flush()
-    MPI.COMM_WORLD.Abort(1)
+    _end_job(1)
 
 
 def _install_hooks(rank: int) -> None:
@@ -145,9 +144,24 @@ def _abort(rank: int, exc: BaseException | None) -> None:
         f"[rank {rank}] anyxp: an uncaught exception on rank {rank} ends every rank "
         "(MPI Abort), so that none waits for ever in a collective.\n"
     )
-    sys.stderr.flush()
     # The exit status mpi4py's own runner gives: 130 for Ctrl-C, 1 otherwise.
-    MPI.COMM_WORLD.Abort(130 if isinstance(exc, KeyboardInterrupt) else 1)
+    _end_job(130 if isinstance(exc, KeyboardInterrupt) else 1)
+
+
+#: Seconds between writing the reason and aborting. ``Abort`` makes the launcher kill
+#: every process at once, and it may do so before it has forwarded what this rank wrote to
+#: its pipe: under load the message was lost in CI and the job ended without a word.
+FORWARD_GRACE = 1.0
+
+
+def _end_job(status: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken: nothing more to save
+            pass
+    time.sleep(FORWARD_GRACE)
+    MPI.COMM_WORLD.Abort(status)
 
 
 def check_timeout(timeout: Any) -> float:
