@@ -9,6 +9,7 @@ __all__ = [
     "AnyxpError",
     "BackendNotFoundError",
     "BackendUnavailableError",
+    "CommLostError",
     "CommMismatchError",
     "MixedBackendsError",
     "PluginError",
@@ -84,6 +85,14 @@ class CommMismatchError(AnyxpError, ValueError):
     def __init__(self, message: str, views: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.views = tuple(views)
+
+
+class CommLostError(AnyxpError, RuntimeError):
+    """Another rank left the job, or failed, while this one waited in a collective.
+
+    The transport saw the other side go (a closed connection); the message names the
+    collective this rank was in. Uncaught, it ends every rank like any other exception.
+    """
 
 
 class PluginError(AnyxpError):

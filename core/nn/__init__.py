@@ -10,6 +10,7 @@ from __future__ import annotations
 from anyxp.nn._activations import ACTIVATIONS
 from anyxp.nn._mlp import Activation, Params, mlp_apply, mlp_init, num_params
 from anyxp.nn._optim import AdamState, Optimizer, Schedule, SGDState, adam, sgd
+from anyxp.nn._parallel import batch_block, mean_over_ranks
 
 __all__ = [
     "ACTIVATIONS",
@@ -20,8 +21,10 @@ __all__ = [
     "SGDState",
     "Schedule",
     "adam",
+    "batch_block",
     "mlp_apply",
     "mlp_init",
+    "mean_over_ranks",
     "num_params",
     "sgd",
 ]

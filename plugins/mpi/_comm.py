@@ -30,7 +30,7 @@ from anyxp.comm import (
 )
 
 from ._abort import DEFAULT_TIMEOUT, check_timeout, watch
-from ._agree import Agreement, Call
+from ._agree import Call, mpi_agreement
 
 _OPS = {"sum": MPI.SUM, "prod": MPI.PROD, "max": MPI.MAX, "min": MPI.MIN, "mean": MPI.SUM}
 _OPTIONS = ("checked", "comm", "cuda_aware", "timeout")
@@ -85,7 +85,7 @@ class MPIComm:
         )
         #: ``(monotonic start, Call)`` while in a collective, read by the deadline's thread.
         self.waiting: tuple[float, Call] | None = None
-        self._agree = Agreement(self.mpi) if self.checked and self.size > 1 else None
+        self._agree = mpi_agreement(self.mpi) if self.checked and self.size > 1 else None
         device_arrays = backend.name == "cupy"
         self._on_device = device_arrays and (_cuda_aware() if cuda_aware is None else cuda_aware)
         if self.size > 1:

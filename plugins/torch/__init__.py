@@ -1,9 +1,10 @@
-"""The PyTorch backend: array-api-compat's namespace, AD through ``torch.func``."""
+"""The PyTorch backend (array-api-compat's namespace, AD through ``torch.func``) and the
+``torch`` comm (``torch.distributed``)."""
 
 from __future__ import annotations
 
-from anyxp import BackendSpec, hookimpl
-from anyxp.capabilities import AD_CAPABILITIES
+from anyxp import BackendSpec, CommSpec, hookimpl
+from anyxp.capabilities import AD_CAPABILITIES, COMM_CAPABILITIES
 
 
 @hookimpl
@@ -27,5 +28,22 @@ def anyxp_backends() -> list[BackendSpec]:
             },
             aliases=("pytorch",),
             description="PyTorch tensors; AD through torch.func; eager",
+        )
+    ]
+
+
+@hookimpl
+def anyxp_comms() -> list[CommSpec]:
+    """Declare the torch comm."""
+    return [
+        CommSpec(
+            name="torch",
+            factory="anyxp.plugins.torch._dist:create",
+            carries=("torch",),
+            requires=("torch",),
+            install="pip install 'anyxp[torch]'",
+            capabilities=COMM_CAPABILITIES,
+            description="torch.distributed: gloo on CPU, NCCL on CUDA (launch with torchrun, "
+            "mpiexec or srun)",
         )
     ]

@@ -1,0 +1,295 @@
+"""The ``torch`` comm: collectives through ``torch.distributed`` (gloo on CPU, NCCL on CUDA).
+
+The process group is the one the user already initialised, or one this comm starts from
+the environment the launcher set:
+
+- ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``);
+- ``mpiexec`` (MPICH's ``PMI_RANK``/``PMI_SIZE``, Open MPI's ``OMPI_COMM_WORLD_*``) or
+  ``srun`` (``SLURM_PROCID``/``SLURM_NTASKS``), with ``MASTER_ADDR`` defaulting to
+  ``127.0.0.1`` and ``MASTER_PORT`` to 29500 (set them for more than one node or job);
+- none of these: a group of one process, so a script written for N ranks runs alone.
+
+The fault contract is the mpi comm's (:mod:`anyxp._comm_faults`): checked agreement
+before every collective by default, a deadline on every wait, and a rank's uncaught
+exception printed with its rank. Ending the job is exiting this process with a non-zero
+status, on which ``torchrun`` and ``mpiexec`` end every other process of the job.
+
+gloo has no ``reduce_scatter`` and no average: ``reduce_scatter`` is an ``all_reduce``
+of which each rank keeps its block (NCCL uses its own), ``mean`` a sum divided by the
+size.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch._C import _functorch
+
+from anyxp._comm_faults import DEFAULT_TIMEOUT, Agreement, Call, check_timeout, watch
+from anyxp._env import env_flag, env_seconds
+from anyxp.backend import Backend
+from anyxp.comm import check_array, check_blocks, check_op, check_perm, check_root, source_of
+from anyxp.errors import CommLostError
+
+__all__ = ["TorchComm", "create"]
+
+_OPTIONS = ("checked", "timeout", "group")
+#: (rank, size) variables of the launchers this comm reads, in order of preference.
+_LAUNCHERS = (
+    ("RANK", "WORLD_SIZE"),  # torchrun
+    ("PMI_RANK", "PMI_SIZE"),  # MPICH's mpiexec (hydra)
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),  # Open MPI's mpiexec
+    ("SLURM_PROCID", "SLURM_NTASKS"),  # srun
+)
+_OPS = {
+    "sum": dist.ReduceOp.SUM,
+    "prod": dist.ReduceOp.PRODUCT,
+    "max": dist.ReduceOp.MAX,
+    "min": dist.ReduceOp.MIN,
+    "mean": dist.ReduceOp.SUM,
+}
+#: Seconds torch's own timeout waits beyond the comm's deadline: the deadline, with its
+#: message naming the collective, ends the job first.
+_SLACK = 60.0
+
+
+def launched_rank() -> tuple[int, int] | None:
+    """``(rank, size)`` from the launcher's environment, or ``None`` when not launched."""
+    for rank, size in _LAUNCHERS:
+        if rank in os.environ and size in os.environ:
+            return int(os.environ[rank]), int(os.environ[size])
+    return None
+
+
+def _start_group(device_type: str, timeout: float) -> None:
+    """Initialise the default process group from the environment (see the module doc)."""
+    wait = datetime.timedelta(seconds=timeout + _SLACK if math.isfinite(timeout) else 86400.0)
+    transport = "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"
+    found = launched_rank()
+    if found is None:  # not launched: this process alone
+        store = dist.HashStore()
+        dist.init_process_group(transport, store=store, rank=0, world_size=1, timeout=wait)
+        return
+    rank, size = found
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29500")
+    dist.init_process_group(
+        transport, init_method="env://", rank=rank, world_size=size, timeout=wait
+    )
+
+
+def _exit_job(status: int) -> None:
+    # torchrun and mpiexec end every other process of the job when one exits non-zero.
+    os._exit(status)
+
+
+class TorchComm:
+    """Collectives over a ``torch.distributed`` process group, for torch tensors.
+
+    Parameters
+    ----------
+    backend : Backend
+        The torch backend whose tensors travel.
+    group : ProcessGroup, optional
+        The group; the default group (started from the environment if need be) otherwise.
+    checked : bool, optional
+        Agree on every call before making it (default: ``ANYXP_COMM_CHECKED``, on).
+    timeout : float, optional
+        Seconds one collective may wait before every rank is ended (default:
+        ``ANYXP_COMM_TIMEOUT``, else 300); ``math.inf`` waits for ever.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        group: Any = None,
+        checked: bool | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.be = backend
+        self.timeout = (
+            env_seconds("ANYXP_COMM_TIMEOUT", DEFAULT_TIMEOUT)
+            if timeout is None
+            else check_timeout(timeout)
+        )
+        device = torch.device(backend.device)
+        if group is None and not dist.is_initialized():
+            _start_group(device.type, self.timeout)
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.size = dist.get_world_size(group)
+        self.transport = dist.get_backend(group)
+        # NCCL moves CUDA tensors only; gloo, CPU tensors (and the agreement's rows).
+        self._nccl = device.type == "cuda" and "nccl" in str(self.transport)
+        self.checked = env_flag("ANYXP_COMM_CHECKED", True) if checked is None else bool(checked)
+        self.waiting: tuple[float, Call] | None = None
+        self._agree = Agreement(self._max_rows, self._gather_objects) if self.checked else None
+        if self.size == 1:
+            self._agree = None
+        else:
+            watch(self, _exit_job)
+
+    def __repr__(self) -> str:
+        return (
+            f"TorchComm(rank={self.rank}, size={self.size}, transport={self.transport!r}, "
+            f"checked={self.checked}, timeout={self.timeout:g})"
+        )
+
+    # -- the agreement's transport -------------------------------------------------
+    def _max_rows(self, send: np.ndarray) -> np.ndarray:
+        rows = torch.from_numpy(send.copy())
+        if self._nccl:
+            rows = rows.to(self.be.device)
+        dist.all_reduce(rows, dist.ReduceOp.MAX, group=self.group)
+        return rows.cpu().numpy()
+
+    def _gather_objects(self, obj: Any) -> list[Any]:
+        out: list[Any] = [None] * self.size
+        dist.all_gather_object(out, obj, group=self.group)
+        return out
+
+    # -- moving tensors -------------------------------------------------------------
+    def _tensor(self, what: str, x: Any) -> torch.Tensor:
+        check_array(what, x)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"{what} on the torch comm takes torch tensors, got {type(x).__name__}; "
+                "convert with be.asarray(x) on a torch backend"
+            )
+        # A new, contiguous, plain tensor outside any autograd graph: collectives write
+        # into it. Inside torch.func transforms x is a wrapper, which c10d cannot read;
+        # the derivatives of collectives are anyxp's own rules (anyxp._comm_ad).
+        while _functorch.is_functorch_wrapped_tensor(x):
+            if _functorch.is_batchedtensor(x):
+                raise NotImplementedError(
+                    f"{what} under vmap: a collective moves whole tensors between ranks; "
+                    "call it outside vmap, on the batch"
+                )
+            x = _functorch.get_unwrapped(x)
+        with torch._C._DisableFuncTorch():
+            return x.detach().clone(memory_format=torch.contiguous_format)
+
+    def _run(self, call: Call, collective: Callable[..., Any] | None, *args: Any) -> None:
+        """Agree on ``call`` (when checked), then run ``collective(*args)``, under the deadline."""
+        self.waiting = (time.monotonic(), call)
+        try:
+            with torch._C._DisableFuncTorch():  # plain tensors in, plain tensors out
+                if self._agree is not None:
+                    self._agree(call)
+                if collective is not None:
+                    collective(*args)
+        except RuntimeError as e:
+            if "closed" not in str(e).lower():  # only a lost peer becomes CommLostError
+                raise
+            raise CommLostError(
+                f"rank {self.rank} was in {call.describe()} when another rank left the job "
+                f"or failed ({self.transport}: {str(e).splitlines()[0][:200]}). Look for that "
+                "rank's traceback above; a rank that returned early skipped a collective."
+            ) from e
+        finally:
+            self.waiting = None
+
+    @staticmethod
+    def _call(name: str, x: torch.Tensor, **args: Any) -> Call:
+        try:
+            dtype = np.dtype(str(x.dtype).removeprefix("torch."))
+        except TypeError:  # bfloat16 and others numpy lacks: their size still tells them apart
+            dtype = np.dtype(f"V{x.element_size()}")
+        return Call(name, tuple(x.shape), dtype, **args)
+
+    # -- collectives ----------------------------------------------------------------
+    def allreduce(self, x: Any, op: str = "sum") -> Any:
+        """Return the elementwise reduction of every rank's ``x``."""
+        buf = self._tensor("allreduce", x)
+        check_op(op, x.dtype, self.be.xp)
+        call = self._call("allreduce", buf, op=op)
+        self._run(call, dist.all_reduce, buf, _OPS[op], self.group)
+        return buf / self.size if op == "mean" else buf
+
+    def broadcast(self, x: Any, root: int = 0) -> Any:
+        """Return ``root``'s ``x`` on every rank (every rank passes a tensor of its shape)."""
+        buf = self._tensor("broadcast", x)
+        check_root(root, self.size)
+        src = dist.get_global_rank(self.group, root) if self.group is not None else root
+        self._run(self._call("broadcast", buf, root=root), dist.broadcast, buf, src, self.group)
+        return buf
+
+    def allgather(self, x: Any) -> Any:
+        """Return every rank's ``x`` stacked on a new axis 0."""
+        buf = self._tensor("allgather", x)
+        parts = [torch.empty_like(buf) for _ in range(self.size)]
+        self._run(self._call("allgather", buf), dist.all_gather, parts, buf, self.group)
+        return torch.stack(parts)
+
+    def reduce_scatter(self, x: Any, op: str = "sum") -> Any:
+        """Return this rank's block of the reduction of every rank's ``x``."""
+        buf = self._tensor("reduce_scatter", x)
+        check_op(op, x.dtype, self.be.xp)
+        check_blocks(tuple(x.shape), self.size)
+        block = buf.shape[0] // self.size
+        call = self._call("reduce_scatter", buf, op=op)
+        if self._nccl:
+            out = torch.empty((block, *buf.shape[1:]), dtype=buf.dtype, device=buf.device)
+            self._run(call, dist.reduce_scatter_tensor, out, buf, _OPS[op], self.group)
+        else:  # gloo: the whole reduction, of which this rank keeps its block
+            self._run(call, dist.all_reduce, buf, _OPS[op], self.group)
+            out = buf[self.rank * block : (self.rank + 1) * block].clone()
+        return out / self.size if op == "mean" else out
+
+    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]]) -> Any:
+        """Send ``x`` along ``(source, destination)`` pairs; unnamed receivers get zeros."""
+        buf = self._tensor("ppermute", x)
+        check_perm(perm, self.size)
+        recv = torch.zeros_like(buf)
+        dest = next((d for s, d in perm if s == self.rank), None)
+        src = source_of(self.rank, perm)
+        pairs = tuple((int(s), int(d)) for s, d in perm)
+        call = self._call("ppermute", buf, perm=pairs)
+        self._run(call, self._exchange, buf, recv, src, dest)
+        return recv
+
+    def _exchange(self, send: Any, recv: Any, src: int | None, dest: int | None) -> None:
+        if dest == self.rank:  # (rank, rank): gloo has no pair to itself
+            recv.copy_(send)
+            src = dest = None
+        ops = []
+        if src is not None:
+            ops.append(dist.P2POp(dist.irecv, recv, self._global(src), self.group))
+        if dest is not None:
+            ops.append(dist.P2POp(dist.isend, send, self._global(dest), self.group))
+        if ops:
+            for request in dist.batch_isend_irecv(ops):
+                request.wait()
+
+    def _global(self, rank: int) -> int:
+        return dist.get_global_rank(self.group, rank) if self.group is not None else rank
+
+    def barrier(self) -> None:
+        """Return when every rank has called it."""
+        # Checked, the agreement is itself a barrier (every rank is in its all_reduce).
+        self._run(
+            Call("barrier"),
+            None if self._agree is not None else lambda: dist.barrier(group=self.group),
+        )
+
+
+def create(backend: Backend, **options: Any) -> TorchComm:
+    """Build the ``torch`` comm; options: ``group``, ``checked``, ``timeout``."""
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"the torch comm has no option {', '.join(map(repr, unknown))}; "
+            f"its options are {', '.join(_OPTIONS)}."
+        )
+    return TorchComm(backend, **options)
