@@ -128,3 +128,63 @@ def test_a_split_over_more_ranks_than_rows_is_refused():
 
     with pytest.raises(ValueError, match="cannot be split over 5 ranks"):
         gray_scott(4, comm=Five())
+
+
+ENSEMBLE = """
+import numpy as np
+import anyxp
+from anyxp.ode import solve_ensemble
+
+def lorenz(t, y, rho):
+    xp = anyxp.backend(like=y).xp
+    x, v, z = y[:, 0], y[:, 1], y[:, 2]
+    return xp.stack([10 * (v - x), x * (rho[:, 0] - z) - v, x * v - 8 / 3 * z], axis=1)
+
+def wall(t, y, rho):      # a terminal event: x reaches 5 (some trajectories only)
+    return y[:, 0] - 5.0
+wall.terminal = True
+
+def ensemble(be, comm=None):
+    B = 7                  # not a multiple of the ranks: blocks of 3 and 4
+    rhos = be.asarray(np.linspace(0.5, 28.0, B)[:, None])
+    y0 = be.asarray(np.tile([1.0, 1.0, 1.0], (B, 1)))
+    return solve_ensemble(lorenz, (0.0, 2.0), y0, params=rhos, t_eval=[0.0, 1.0, 2.0],
+                          events=wall, comm=comm)
+"""
+
+
+@needs_mpi
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_an_ensemble_split_across_ranks_equals_one_process(tmp_path, name):
+    pytest.importorskip(name)
+    code = (
+        REPORT
+        + ENSEMBLE
+        + textwrap.dedent(
+            f"""
+        be = anyxp.backend({name!r}, dtype="float64", comm="mpi")
+        sol = ensemble(be, be.comm)
+        n = be.to_numpy
+        report(be.comm.rank, {{
+            "y": n(sol.y).tolist(), "status": n(sol.status).tolist(),
+            "steps": n(sol.stats["steps"]).tolist(), "nfev": sol.stats["nfev"],
+            "t_event": np.nan_to_num(n(sol.t_events[0]), nan=-1.0).tolist(),
+        }})
+        """
+        )
+    )
+    out = launch("-c", code, str(tmp_path))
+    assert out.returncode == 0, out.stderr[-4000:]
+    ranks = per_rank(tmp_path)
+    assert ranks[0] == ranks[1], "the ranks disagree on the gathered result"
+    namespace: dict = {}
+    exec(ENSEMBLE, namespace)
+    be = anyxp.backend(name, dtype="float64")
+    whole = namespace["ensemble"](be)
+    got = ranks[0]
+    np.testing.assert_allclose(np.asarray(got["y"]), be.to_numpy(whole.y), rtol=0, atol=1e-12)
+    assert got["status"] == be.to_numpy(whole.status).tolist()
+    assert 5 in got["status"] and 0 in got["status"]  # some hit the wall, some did not
+    assert got["steps"] == be.to_numpy(whole.stats["steps"]).tolist()
+    t_event = np.nan_to_num(be.to_numpy(whole.t_events[0]), nan=-1.0)
+    np.testing.assert_allclose(got["t_event"], t_event, rtol=0, atol=1e-12)

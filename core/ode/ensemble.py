@@ -78,6 +78,7 @@ def solve_ensemble(
     sensitivity: str | None = None,
     checkpoints: int | None = None,
     events: Any = None,
+    comm: Any = None,
 ) -> EnsembleSolution:
     """Solve ``B`` independent problems ``y_j' = f(t_j, y_j, p_j)`` at once.
 
@@ -114,9 +115,22 @@ def solve_ensemble(
         As for :func:`anyxp.ode.solve`, on the batch: ``g(t, y)`` (or ``g(t, y, params)``)
         returns shape ``(B,)``. Each trajectory records each event's first occurrence; a
         terminal event ends that trajectory (status 5) while the others go on.
+    comm
+        A comm (``be.comm``) to split the trajectories across: every rank passes the
+        whole ``y0`` and ``params``, solves its block of rows, and gets every
+        trajectory's result back (one ``allgather`` per output), equal to one process's
+        solve of the whole batch. ``nfev``, ``njev`` and ``nlu`` are summed over ranks.
     """
     import anyxp
 
+    if comm is not None and comm.size > 1:
+        options = {
+            "params": params, "method": method, "rtol": rtol, "atol": atol,
+            "t_eval": t_eval, "max_steps": max_steps, "first_step": first_step,
+            "max_step": max_step, "jac": jac, "dt": dt, "backend": backend,
+            "sensitivity": sensitivity, "checkpoints": checkpoints, "events": events,
+        }  # fmt: skip
+        return _solve_across_ranks(comm, f, t_span, y0, options)
     be = anyxp.backend(backend, like=y0)
     xp = be.xp
     mode = check_mode(be, sensitivity, checkpoints)
@@ -276,6 +290,60 @@ def _solver(
     return Solver(
         be, run, method, span.t0, span.t1, mode, checkpoints, moving, adjoint_method,
         numbers, per_row_params=True,
+    )  # fmt: skip
+
+
+def _solve_across_ranks(
+    comm: Any, f: Callable[..., Any], t_span: Any, y0: Any, options: dict[str, Any]
+) -> EnsembleSolution:
+    """Each rank its block of rows; every output gathered back in row order."""
+    import anyxp
+
+    be = anyxp.backend(options["backend"], like=y0)
+    if be.has_row_blocks:
+        raise ValueError(
+            f"{be.name!r} arrays are split into blocks by {be.name} itself; pass comm= with "
+            "in-memory arrays (numpy, torch, jax, cupy), or drop it"
+        )
+    if getattr(y0, "ndim", None) != 2:
+        raise ValueError(f"y0 must have shape (trajectories, states), got {tuple(y0.shape)}")
+    batch, size = y0.shape[0], comm.size
+    bounds = [r * batch // size for r in range(size + 1)]
+    rows = slice(bounds[comm.rank], bounds[comm.rank + 1])
+    params = options.pop("params")
+    own = solve_ensemble(
+        f, t_span, y0[rows, ...], params=None if params is None else params[rows, ...],
+        **options,
+    )  # fmt: skip
+    widest = -(-batch // size)  # the longest block
+    xp = be.xp
+
+    def gather(x: Any, axis: int) -> Any:
+        """Every rank's ``x`` (its rows along ``axis``), joined in rank order."""
+        x = xp.moveaxis(x, axis, 0)
+        short = widest - x.shape[0]
+        if short:
+            pad = xp.zeros((short, *x.shape[1:]), dtype=x.dtype, device=be.device)
+            x = xp.concat([x, pad], axis=0)
+        blocks = comm.allgather(x)
+        joined = xp.concat(
+            [blocks[r, : bounds[r + 1] - bounds[r], ...] for r in range(size)], axis=0
+        )
+        return xp.moveaxis(joined, 0, axis)
+
+    stats = dict(own.stats)
+    for key in ("steps", "accepted", "rejected"):
+        stats[key] = gather(stats[key], 0)
+    for key in ("nfev", "njev", "nlu"):
+        total = comm.allreduce(xp.asarray([int(stats[key])], dtype=xp.int64, device=be.device))
+        stats[key] = int(total[0])
+    t_events = y_events = None
+    if own.t_events is not None and own.y_events is not None:
+        t_events = [gather(t, 0) for t in own.t_events]
+        y_events = [gather(y, 0) for y in own.y_events]
+    return EnsembleSolution(
+        own.t, gather(own.y, 1), gather(own.status, 0), stats, own.method, own.backend,
+        t_events, y_events,
     )  # fmt: skip
 
 
