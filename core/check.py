@@ -6,12 +6,16 @@ import contextlib
 import fnmatch
 import io
 import json
+import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from anyxp.capabilities import CAPABILITIES
@@ -19,7 +23,9 @@ from anyxp.capabilities import CAPABILITIES
 __all__ = [
     "Outcome",
     "Report",
+    "check_at_ranks",
     "check_backend",
+    "launched",
     "matrix_markdown",
     "run_check_all",
     "split_failure",
@@ -291,6 +297,70 @@ def check_backend(
             {"nodeid": "<session>", "message": "no test ran", "example": log.getvalue()[-3000:]}
         )
     return report
+
+
+#: Environment variables by which a process knows a launcher started it as one of many.
+_LAUNCHED = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "RANK")
+
+
+def launched() -> bool:
+    """Whether this process is one rank of a job a launcher started (mpiexec, torchrun, srun)."""
+    return any(v in os.environ for v in _LAUNCHED)
+
+
+def check_at_ranks(
+    name: str,
+    comm: str,
+    ranks: int,
+    *,
+    profile: str = "anyxp-ci",
+    max_examples: int | None = None,
+    timeout: float = 900.0,
+) -> list[Report]:
+    """Run ``anyxp check name --comm comm`` at ``ranks`` processes under the comm's launcher.
+
+    Returns one report per rank, in rank order. Raises ``RuntimeError`` when the job
+    ends without every rank's report (naming the launcher's exit status and the end of its
+    output), and when it runs past ``timeout`` seconds (then it is killed).
+    """
+    from anyxp.registry import get_registry
+
+    spec = get_registry().comm_spec(comm)
+    if not spec.launcher:
+        raise ValueError(
+            f"comm {spec.name!r} declares no launcher, so anyxp cannot start its ranks; "
+            f"start them yourself, e.g.: mpiexec -n {ranks} anyxp check {name} --comm {comm}"
+        )
+    command = [w.format(n=ranks, python=sys.executable) for w in spec.launcher]
+    beside = str(Path(sys.executable).parent)
+    found = shutil.which(command[0], path=beside + os.pathsep + os.environ.get("PATH", ""))
+    if found is None:
+        raise RuntimeError(
+            f"the {spec.name} comm's launcher {command[0]!r} is not installed here"
+            + (f"; install it with: {spec.install}" if spec.install else "")
+        )
+    command[0] = found
+    with tempfile.TemporaryDirectory(prefix="anyxp-check-") as folder:
+        command += ["-m", "anyxp", "check", name, "--comm", comm, "--ranks", "1"]
+        command += ["--rank-reports", folder, "--hypothesis-profile", profile]
+        if max_examples is not None:
+            command += ["--max-examples", str(max_examples)]
+        env = {k: v for k, v in os.environ.items() if k not in _LAUNCHED}
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(
+                f"{' '.join(command[:6])} ... ran past {timeout:g} s and was ended; a rank "
+                "may wait in a collective another never calls"
+            ) from e
+        files = sorted(Path(folder).glob("rank*.json"), key=lambda p: int(p.stem[4:]))
+        if len(files) != ranks:
+            tail = (out.stdout[-1500:] + out.stderr[-2500:]).strip()
+            raise RuntimeError(
+                f"{len(files)} of {ranks} ranks reported; the launcher exited with status "
+                f"{out.returncode}. Its output ends:\n{tail}"
+            )
+        return [Report(**json.loads(f.read_text())) for f in files]
 
 
 def run_check_all(names: list[str], *, profile: str = "anyxp-ci") -> dict[str, dict[str, Any]]:

@@ -171,9 +171,18 @@ def _check(args: argparse.Namespace) -> int:
     if not args.name:
         print("anyxp: error: check needs a backend name, or --all", file=sys.stderr)
         return 2
+    ranks = _check_ranks(args)
+    if ranks > 1:
+        return _check_at_ranks(args, ranks)
     report = check_backend(
         args.name, comm=args.comm, profile=args.hypothesis_profile, max_examples=args.max_examples
     )
+    if args.rank_reports:  # one rank of a job that `anyxp check --ranks N` launched
+        import anyxp
+
+        rank = anyxp.backend(args.name, comm=args.comm).comm.rank
+        Path(args.rank_reports, f"rank{rank}.json").write_text(report.to_json())
+        return 0 if report.ok else 1
     if args.report:
         folder = Path(args.report)
         folder.mkdir(parents=True, exist_ok=True)
@@ -181,6 +190,42 @@ def _check(args: argparse.Namespace) -> int:
         (folder / "report.md").write_text("```\n" + report.to_text() + "\n```\n")
     print(report.to_json() if args.json else report.to_text())
     return 0 if report.ok else 1
+
+
+def _check_ranks(args: argparse.Namespace) -> int:
+    """How many ranks ``anyxp check`` runs: ``--ranks``, else 2 for a comm with a launcher
+    when this process was not itself launched as one rank of many, else 1."""
+    from anyxp.check import launched
+
+    if args.ranks is not None:
+        if args.ranks < 1:
+            raise ValueError(f"--ranks must be at least 1, got {args.ranks}")
+        if args.ranks > 1 and not args.comm:
+            raise ValueError("--ranks needs --comm: the comm that carries the collectives")
+        return int(args.ranks)
+    if not args.comm or launched():
+        return 1
+    return 2 if get_registry().comm_spec(args.comm).launcher else 1
+
+
+def _check_at_ranks(args: argparse.Namespace, ranks: int) -> int:
+    """Launch the check at ``ranks`` processes; print rank 0's report and every failing one's."""
+    from anyxp.check import check_at_ranks
+
+    reports = check_at_ranks(
+        args.name, args.comm, ranks, profile=args.hypothesis_profile,
+        max_examples=args.max_examples,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps([json.loads(r.to_json()) for r in reports], indent=2))
+    else:
+        words = get_registry().comm_spec(args.comm).launcher
+        launcher = " ".join(w.format(n=ranks, python="python") for w in words)
+        print(f"{ranks} ranks, launched with {launcher}: rank 0's report")
+        print(reports[0].to_text())
+        for rank, report in enumerate(reports[1:], start=1):
+            print(f"\nrank {rank}: " + (report.summary() if report.ok else report.to_text()))
+    return 0 if all(r.ok for r in reports) else 1
 
 
 def _problem_names() -> list[str]:
@@ -451,7 +496,15 @@ def _parser() -> argparse.ArgumentParser:
     p_check.add_argument("--all", action="store_true", help="check every available backend")
     p_check.add_argument("--json", action="store_true", help="print JSON")
     p_check.add_argument("--report", metavar="DIR", help="write report.json and report.md here")
-    p_check.add_argument("--comm", help="check with this comm (e.g. under mpiexec)")
+    p_check.add_argument(
+        "--comm",
+        help="check with this comm: between processes it launches itself at 2 ranks with the "
+        "comm's launcher (mpiexec, torchrun), unless already launched",
+    )
+    p_check.add_argument(
+        "--ranks", type=int, help="how many processes to check the comm at (1: this one)"
+    )
+    p_check.add_argument("--rank-reports", metavar="DIR", help=argparse.SUPPRESS)
     p_check.add_argument(
         "--hypothesis-profile", default="anyxp-ci", help="anyxp-ci (default) or anyxp-thorough"
     )

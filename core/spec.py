@@ -143,6 +143,12 @@ class CommSpec:
         Names of the array backends whose arrays it can move, or ``("*",)`` for any.
     requires, install, capabilities, description
         As for :class:`BackendSpec`.
+    launcher
+        How to start ``{n}`` processes of ``{python}``, e.g. ``("mpiexec", "-n", "{n}",
+        "{python}")``: ``anyxp check NAME --comm THIS`` launches itself with it, so that a
+        plugin author checks the comm between processes with one command. The first word
+        is looked up beside the Python interpreter first, then on ``PATH``. Empty: the
+        comm has no launcher of its own (the ``local`` comm).
     """
 
     name: str
@@ -152,13 +158,20 @@ class CommSpec:
     install: str = ""
     capabilities: frozenset[str] = frozenset()
     description: str = ""
+    launcher: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_common("comm", self.name, self.factory, self.requires)
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
         object.__setattr__(self, "carries", tuple(self.carries))
         object.__setattr__(self, "requires", tuple(self.requires))
+        object.__setattr__(self, "launcher", tuple(self.launcher))
         check_capabilities(self.capabilities)
+        if self.launcher and "{python}" not in self.launcher:
+            raise ValueError(
+                f"comm {self.name!r}: launcher must name {{python}}, the interpreter it "
+                f"starts, got {self.launcher!r}"
+            )
 
     def unavailable_reason(self) -> str | None:
         """Return why the comm cannot be used here, or ``None`` if it can."""

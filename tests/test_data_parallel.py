@@ -10,12 +10,13 @@ a whole step wherever a gradient is near zero.
 from __future__ import annotations
 
 import json
+import socket
 import textwrap
 
 import numpy as np
 import pytest
 from test_mpi import launch, needs_mpi
-from test_torch_dist import needs_torchrun, torchrun
+from test_torch_dist import needs_torchrun
 
 TRAIN = textwrap.dedent(
     """
@@ -90,12 +91,22 @@ def test_two_mpi_ranks_train_to_one_process_parameters(tmp_path, name):
     _check(tmp_path, name, out)
 
 
+@needs_mpi
 @needs_torchrun
 def test_two_torch_distributed_ranks_train_to_one_process_parameters(tmp_path):
+    """The torch comm launched by mpiexec: it starts its group from MPICH's variables."""
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
-    out = torchrun(str(script), "torch", "torch", str(tmp_path / "params.json"))
+    out = launch(
+        str(script), "torch", "torch", str(tmp_path / "params.json"), MASTER_PORT=_free_port()
+    )
     _check(tmp_path, "torch", out)
+
+
+def _free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
 
 
 def test_mean_over_ranks_at_one_rank_is_the_identity():

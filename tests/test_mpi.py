@@ -320,3 +320,19 @@ def test_conformance_comm_suite_at_two_ranks(name):
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert out.stdout.count(" passed") == 2, out.stdout[-2000:]  # one summary per rank
+
+
+@needs_mpi
+def test_anyxp_check_launches_itself_at_two_ranks():
+    """One command for a plugin author: ``anyxp check numpy --comm mpi`` starts mpiexec."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYXP_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "anyxp", "check", "numpy", "--comm", "mpi"],
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert out.stdout.startswith("2 ranks, launched with")
+    assert "rank 1: OK: every declared capability passed" in out.stdout

@@ -1,6 +1,7 @@
-"""The ``torch`` comm (``torch.distributed``, gloo) at two ranks, under ``torchrun`` and
-under ``mpiexec``: the comm conformance suite, and the fault contract of every comm
+"""The ``torch`` comm (``torch.distributed``, gloo) at two ranks under ``torchrun``: the
+comm conformance suite through ``anyxp check``, and the fault contract of every comm
 (agreement checked, a rank's exception and a rank that leaves end the job promptly).
+``tests/test_data_parallel.py`` launches it under ``mpiexec`` too.
 
 Every launch has a timeout; a launch that tests a hang sets a deadline of a few seconds.
 """
@@ -9,14 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
-from test_mpi import PROMPT, REPORT, launch, needs_mpi, per_rank
+from test_mpi import PROMPT, REPORT, per_rank
 
 needs_torchrun = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="torch is not installed"
@@ -40,43 +40,23 @@ def torchrun(
     )
 
 
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
-def _conformance(*runner: str) -> list[str]:
-    return [
-        *runner,
-        "pytest",
-        "--pyargs",
-        "anyxp.conformance.test_comm",
-        "--anyxp-backend",
-        "torch",
-        "--anyxp-comm",
-        "torch",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--timeout=120",
-    ]
+def _check(*options: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYXP_")}
+    command = [sys.executable, "-m", "anyxp", "check", "torch", "--comm", "torch", *options]
+    return subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=env)
 
 
 @needs_torchrun
-def test_conformance_comm_suite_under_torchrun():
-    out = torchrun(*_conformance("-m"))
+def test_anyxp_check_launches_itself_at_two_ranks_under_torchrun():
+    """One command for a plugin author: the conformance suite at two ranks, each reporting."""
+    out = _check()
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    assert out.stdout.count(" passed") == 2, out.stdout[-2000:]  # one summary per rank
-
-
-@needs_torchrun
-@needs_mpi
-def test_conformance_comm_suite_under_mpiexec():
-    """Launched by mpiexec, the comm reads MPICH's rank variables."""
-    out = launch(*_conformance("-m"), MASTER_PORT=_free_port())
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    assert out.stdout.count(" passed") == 2, out.stdout[-2000:]
+    assert "2 ranks, launched with python -m torch.distributed.run --standalone" in out.stdout
+    assert "anyxp check torch (comm torch)" in out.stdout
+    assert "rank 1: OK: every declared capability passed" in out.stdout
+    for collective in ("allreduce", "allgather", "broadcast", "reduce_scatter", "ppermute"):
+        assert f"comm.{collective}" in out.stdout
+    assert "failed" not in out.stdout
 
 
 def _script(tmp_path, body: str) -> str:

@@ -18,5 +18,6 @@ def anyxp_comms() -> list[CommSpec]:
             install="pip install 'anyxp[mpi]'",
             capabilities=COMM_CAPABILITIES,
             description="MPI through mpi4py (launch with mpiexec -n N python script.py)",
+            launcher=("mpiexec", "-n", "{n}", "{python}", "-m", "mpi4py"),
         )
     ]
