@@ -279,6 +279,14 @@ def solve(
     import anyxp
 
     be = anyxp.backend(backend, like=y0)
+    if be.lazy and be.has_row_blocks and comm is None:
+        options = {
+            "method": method, "rtol": rtol, "atol": atol, "t_eval": t_eval, "args": args,
+            "dense_output": dense_output, "max_steps": max_steps, "first_step": first_step,
+            "max_step": max_step, "jac": jac, "dt": dt, "progress": progress,
+            "sensitivity": sensitivity, "checkpoints": checkpoints, "events": events,
+        }  # fmt: skip
+        return _solve_in_memory(be, f, t_span, y0, options)
     mode = check_mode(be, sensitivity, checkpoints)
     p = _prepare(
         be, f, t_span, y0, method, rtol, atol, t_eval, args, dense_output, max_steps,
@@ -306,10 +314,55 @@ def solve(
             f"solve on {be.name!r} builds and computes a task graph at every step (about "
             "1 ms per array operation), so one trajectory takes minutes. Solve it on numpy "
             "(anyxp.backend('numpy').asarray(be.to_numpy(y0))), or use solve_ensemble for "
-            "many trajectories, which dask runs block by block."
+            "many trajectories."
         )
     res = _run(p, p.args, p.y0[None, :], log=False, progress=progress)
     return _solution(p, res)
+
+
+def _solve_in_memory(
+    be: Backend, f: Callable[..., Any], t_span: Any, y0: Any, options: dict[str, Any]
+) -> Solution:
+    """One trajectory on a chunked, lazy backend (dask): solved in memory, on the library
+    its blocks hold (numpy), and handed back as the backend's arrays.
+
+    A task graph per step costs about 1 ms per array operation, minutes for one Lorenz
+    solve; the whole state of one trajectory fits in one block anyway.
+    """
+    import anyxp
+    from anyxp.control_flow import tree_map
+
+    warn_user(
+        f"solve on {be.name!r}: one trajectory is solved in memory with numpy, whose "
+        f"arrays {be.name}'s blocks hold (a task graph per step would take minutes), and "
+        f"the results come back as {be.name} arrays. f must work on numpy arrays, as code "
+        "written against the array API does. For many trajectories use solve_ensemble, "
+        f"which {be.name} runs block by block."
+    )
+    host = anyxp.backend("numpy")
+
+    def to_host(x: Any) -> Any:
+        return be.to_numpy(x) if hasattr(x, "shape") and hasattr(x, "dtype") else x
+
+    y0 = be.to_numpy(y0 if hasattr(y0, "shape") else be.asarray(y0))
+    options["args"] = tree_map(to_host, tuple(options["args"]))
+    t_span = tuple(to_host(t) for t in t_span)
+    sol = solve(f, t_span, y0, backend=host, **options)
+
+    def back(x: Any) -> Any:
+        return be.asarray(x) if hasattr(x, "shape") and hasattr(x, "dtype") else x
+
+    dense = sol._dense
+    return replace(
+        sol,
+        t=back(sol.t),
+        y=back(sol.y),
+        backend=be,
+        _dense=None if dense is None else (lambda t: back(dense(to_host(t)))),
+        t_events=None if sol.t_events is None else [back(t) for t in sol.t_events],
+        y_events=None if sol.y_events is None else [back(y) for y in sol.y_events],
+        sensitivities=None if sol.sensitivities is None else tree_map(back, sol.sensitivities),
+    )
 
 
 def _prepare(
