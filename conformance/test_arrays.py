@@ -176,3 +176,24 @@ def test_dlpack_export(backend):
         np.testing.assert_array_equal(np.from_dlpack(x), host)
     else:
         assert hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__")
+
+
+@requires("arrays.inplace")
+def test_inplace_writes_fill_a_buffer(backend):
+    """A Runge-Kutta step fills its stage matrix row by row and reads slices of it back."""
+    xp = backend.xp
+    rows = [backend.asarray([1.0, 2.0, 3.0]) * (i + 1) for i in range(4)]
+    buffer = xp.zeros((4, 3), dtype=rows[0].dtype, device=backend.device)
+    for i, row in enumerate(rows):
+        buffer[i, ...] = row
+        # Earlier rows are visible at once, and later ones still zero.
+        weights = backend.asarray([1.0] * (i + 1))
+        check(
+            backend,
+            weights @ buffer[: i + 1, ...],
+            np.array([1.0, 2.0, 3.0]) * sum(range(1, i + 2)),
+        )
+        check(backend, xp.sum(buffer[i + 1 :, ...]), 0.0)
+    view = buffer[2, ...]
+    buffer[2, ...] = rows[0]
+    check(backend, view, [1.0, 2.0, 3.0], what="a row read before a write sees the write")

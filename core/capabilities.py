@@ -11,6 +11,8 @@ CAPABILITIES = MappingProxyType(
     {
         "arrays": "the array-API surface anyxp's algorithms use (creation, elementwise, "
         "reductions, indexing, products) at every size",
+        "arrays.inplace": "x[i, ...] = v writes into x in place, so an algorithm may fill a "
+        "preallocated buffer (the stages of a Runge-Kutta step) instead of building arrays",
         "float64": "double precision arrays (dtype='float64')",
         "linalg": "xp.linalg.solve and xp.linalg.inv, batched over leading axes",
         "dlpack": "arrays export through DLPack (numpy.from_dlpack works on them)",

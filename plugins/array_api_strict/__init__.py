@@ -15,7 +15,7 @@ def anyxp_backends() -> list[BackendSpec]:
             array_types=("array_api_strict._array_object.Array",),
             requires=("array_api_strict",),
             install="pip install 'anyxp[strict]'",
-            capabilities={"arrays", "float64", "linalg", "dlpack", "random"},
+            capabilities={"arrays", "arrays.inplace", "float64", "linalg", "dlpack", "random"},
             aliases=("strict",),
             description="the array API standard with no extensions beyond it",
         )

@@ -15,7 +15,15 @@ def anyxp_backends() -> list[BackendSpec]:
             array_types=("cupy.ndarray",),
             requires=("cupy",),
             install="pip install 'anyxp[cupy]' (needs an NVIDIA GPU and CUDA 12)",
-            capabilities={"arrays", "float64", "linalg", "dlpack", "random", "device.gpu"},
+            capabilities={
+                "arrays",
+                "arrays.inplace",
+                "float64",
+                "linalg",
+                "dlpack",
+                "random",
+                "device.gpu",
+            },
             availability="anyxp.plugins.cupy._availability:unavailable_reason",
             description="CuPy arrays on an NVIDIA GPU",
         )

@@ -16,7 +16,7 @@ def anyxp_backends() -> list[BackendSpec]:
             array_types=("numpy.ndarray", "numpy.generic"),
             requires=("numpy",),
             install="pip install numpy",
-            capabilities={"arrays", "float64", "linalg", "dlpack", "random"},
+            capabilities={"arrays", "arrays.inplace", "float64", "linalg", "dlpack", "random"},
             aliases=("np",),
             description="NumPy through array-api-compat; the default backend",
         )

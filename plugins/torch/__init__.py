@@ -45,6 +45,13 @@ def anyxp_comms() -> list[CommSpec]:
             capabilities=COMM_CAPABILITIES,
             description="torch.distributed: gloo on CPU, NCCL on CUDA (launch with torchrun, "
             "mpiexec or srun)",
-            launcher=("{python}", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "{n}"),
+            launcher=(
+                "{python}",
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "{n}",
+            ),
         )
     ]
