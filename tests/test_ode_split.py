@@ -36,8 +36,8 @@ def test_gray_scott_at_one_rank_matches_scipy():
 
 
 @needs_mpi
-@pytest.mark.parametrize("name", ["numpy", "torch"])
-def test_two_ranks_take_the_steps_of_one_process(tmp_path, name):
+@pytest.mark.parametrize(("name", "ranks"), [("numpy", 2), ("torch", 2), ("numpy", 4)])
+def test_split_ranks_take_the_steps_of_one_process(tmp_path, name, ranks):
     pytest.importorskip(name)
     code = REPORT + textwrap.dedent(
         f"""
@@ -54,20 +54,23 @@ def test_two_ranks_take_the_steps_of_one_process(tmp_path, name):
         }})
         """
     )
-    out = launch("-c", code, str(tmp_path))
+    out = launch("-c", code, str(tmp_path), n=ranks)
     assert out.returncode == 0, out.stderr
-    ranks = per_rank(tmp_path)
-    assert [ranks[r]["rows"] for r in (0, 1)] == [[0, N // 2], [N // 2, N]]
-    assert ranks[0]["stats"] == ranks[1]["stats"], "the ranks took different steps"
-    assert ranks[0]["status"] == ranks[1]["status"] == 0
+    seen = per_rank(tmp_path)
+    block = N // ranks
+    assert [seen[r]["rows"] for r in range(ranks)] == [
+        [r * block, (r + 1) * block] for r in range(ranks)
+    ]
+    assert all(seen[r]["stats"] == seen[0]["stats"] for r in range(ranks)), "different steps"
+    assert all(seen[r]["status"] == 0 for r in range(ranks))
 
     be = anyxp.backend(name, dtype="float64")
     whole = gray_scott(N, backend=be, t_end=T_END)
     ref = solve(whole.f, whole.t_span, whole.y0, t_eval=[10.0, T_END])
-    assert ranks[0]["stats"]["accepted"] == ref.stats["accepted"]
-    assert ranks[0]["stats"]["rejected"] == ref.stats["rejected"]
+    assert seen[0]["stats"]["accepted"] == ref.stats["accepted"]
+    assert seen[0]["stats"]["rejected"] == ref.stats["rejected"]
     # Each rank's block is rows [start, stop) of both fields.
-    parts = [np.asarray(ranks[r]["y"]).reshape(2, 2, N // 2, N) for r in (0, 1)]
+    parts = [np.asarray(seen[r]["y"]).reshape(2, 2, block, N) for r in range(ranks)]
     joined = np.concatenate(parts, axis=2).reshape(2, -1)
     np.testing.assert_allclose(joined, be.to_numpy(ref.y), rtol=0, atol=1e-12)
 
