@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_RTOL",
     "METHODS",
     "check_jac",
+    "check_linear_solver",
     "check_method",
     "check_probe",
     "check_span",
@@ -220,23 +221,28 @@ def state_dtype(be: Backend, y0: Any, name: str = "y0") -> Any:
     raise TypeError(f"{name} must hold real or complex numbers, got dtype {y0.dtype}")
 
 
-def check_probe(be: Backend, probe: Any, shape: tuple[int, ...], dtype: Any, who: str) -> None:
-    """``f``'s first value must be an array of ``be``'s library, of the state's shape and dtype."""
+def check_probe(
+    be: Backend, probe: Any, shape: tuple[int, ...], dtype: Any, who: str, what: str = "f"
+) -> None:
+    """``f``'s first value must be an array of ``be``'s library, of the state's shape and dtype.
+
+    ``what`` names the function (``"f"``, or another one held to the same rule).
+    """
     from anyxp.selection import name_of
 
     if name_of(probe) != be.name:
         raise TypeError(
-            f"f returned {type(probe).__module__}.{type(probe).__name__}, but the state is a "
-            f"{be.name} array; f must return an array of the same library (use the "
+            f"{what} returned {type(probe).__module__}.{type(probe).__name__}, but the state "
+            f"is a {be.name} array; {what} must return an array of the same library (use the "
             f"namespace of its input, e.g. xp = anyxp.backend(like=y).xp) [{who}]"
         )
     if tuple(probe.shape) != shape:
-        raise ValueError(f"f returned shape {tuple(probe.shape)}, expected {shape} [{who}]")
+        raise ValueError(f"{what} returned shape {tuple(probe.shape)}, expected {shape} [{who}]")
     if probe.dtype != dtype:
         hint = ""
         if be.xp.isdtype(probe.dtype, "complex floating"):
             hint = "; for a complex solution pass a complex y0"
-        raise TypeError(f"f returned dtype {probe.dtype}, expected {dtype} [{who}]{hint}")
+        raise TypeError(f"{what} returned dtype {probe.dtype}, expected {dtype} [{who}]{hint}")
 
 
 def check_jac(jac_value: Any, who: str, n: int, batch: int | None) -> None:
@@ -247,3 +253,54 @@ def check_jac(jac_value: Any, who: str, n: int, batch: int | None) -> None:
             f"jac returned shape {tuple(getattr(jac_value, 'shape', ()))}, expected {shape}: "
             f"the Jacobian ∂f/∂y of the flattened state ({who})"
         )
+
+
+def check_linear_solver(
+    linear_solver: Any, preconditioner: Any, tab: Any, method: str, sensitivity: Any
+) -> str:
+    """``linear_solver`` checked against the method, the preconditioner and sensitivities.
+
+    GMRES serves the ESDIRK method's Newton iterations only: a Rosenbrock method
+    (``rodas5p``) takes each linear solve's result as a stage, with no iteration to correct
+    an inexact one, and its order conditions assume exact solves with the exact
+    Jacobian; an explicit method solves no linear systems.
+    """
+    from anyxp.ode._implicit import LINEAR_SOLVERS
+    from anyxp.ode.tableaux import ESDIRKTableau, RosenbrockTableau
+
+    if not isinstance(linear_solver, str) or linear_solver not in LINEAR_SOLVERS:
+        raise ValueError(
+            f"unknown linear_solver {linear_solver!r}; choose one of {', '.join(LINEAR_SOLVERS)}"
+        )
+    if preconditioner is not None and not callable(preconditioner):
+        raise TypeError(
+            "preconditioner must be a function (t, y, h_gamma, v, *args) -> an "
+            f"approximation of (I - h_gamma*J)^-1 v, got {type(preconditioner).__name__}"
+        )
+    if linear_solver == "dense":
+        if preconditioner is not None:
+            raise ValueError(
+                "preconditioner= applies to linear_solver='gmres' (the dense solver inverts "
+                "I - h*gamma*J exactly); pass linear_solver='gmres' with method='kvaerno5'"
+            )
+        return linear_solver
+    if isinstance(tab, RosenbrockTableau):
+        raise ValueError(
+            f"linear_solver={linear_solver!r} needs method='kvaerno5': a Rosenbrock method "
+            f"({method!r}) takes each linear solve's result as a stage, with no Newton "
+            "iteration to correct an inexact solve, and its order conditions assume exact "
+            "solves with the exact Jacobian. Use method='kvaerno5' for large stiff states, "
+            f"or {method!r} with linear_solver='dense'"
+        )
+    if not isinstance(tab, ESDIRKTableau):
+        raise ValueError(
+            f"linear_solver={linear_solver!r} applies to the implicit method 'kvaerno5'; "
+            f"the explicit method {method!r} solves no linear systems"
+        )
+    if sensitivity is not None:
+        raise NotImplementedError(
+            f"sensitivity={sensitivity!r} with linear_solver={linear_solver!r} is not "
+            "supported (the derivatives would go through GMRES's iterations); use "
+            "linear_solver='dense' (the default) for derivatives of a solve"
+        )
+    return linear_solver

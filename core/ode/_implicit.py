@@ -7,6 +7,11 @@ The Jacobian ``∂f/∂y`` comes from the user's ``jac``, else from the backend'
 differentiation, else from finite differences (see :func:`jacobian_source`). Each step
 factors ``I - h·gamma·J`` once (``xp.linalg.inv``: the standard has no LU factorization, and one
 inverse serves every stage as a matrix product).
+
+For large states the ESDIRK stepper can instead solve its linear systems matrix-free
+(``linear_solver="gmres"``, :class:`KrylovSystem`): restarted GMRES on products
+``v - h·gamma·J·v``, ``J·v`` by forward-mode AD or a forward difference, so neither ``J``
+nor an inverse (``n²`` numbers each) is ever held.
 """
 
 from __future__ import annotations
@@ -20,7 +25,17 @@ from anyxp.backend import Backend
 from anyxp.ode._explicit import Attempt, _col, error_norm, time_dtype, weighted_sum
 from anyxp.ode.tableaux import ESDIRKTableau, RosenbrockTableau
 
-__all__ = ["ESDIRK", "Rosenbrock", "jacobian_source"]
+__all__ = [
+    "ESDIRK",
+    "LINEAR_SOLVERS",
+    "DenseSystem",
+    "KrylovSystem",
+    "Rosenbrock",
+    "jacobian_source",
+]
+
+#: The linear solvers of the ESDIRK stepper's Newton iterations.
+LINEAR_SOLVERS = ("dense", "gmres")
 
 JacobianFn = Callable[[Any, Any, Any], tuple[Any, int]]
 
@@ -248,14 +263,86 @@ class Rosenbrock(_Implicit):
 
 NEWTON_MAX_ITER = 10
 NEWTON_TOL = 0.01  # the converged correction, as a fraction of the error tolerance
+#: GMRES's target for a linear residual, as a fraction of the Newton tolerance, both in
+#: the error norm (SUNDIALS' default ``epslin``; CVODE's Newton tolerance is 10x ours).
+KRYLOV_FORCING = 0.05
+#: GMRES's Krylov dimension before a restart, and the most products ``J·v`` per solve.
+KRYLOV_RESTART, KRYLOV_MAXITER = 30, 150
+
+#: ``(t, y, h·gamma, v) -> (I - h·gamma·J)^{-1} v`` approximately, on the method's own
+#: ``t``, ``y`` and ``h·gamma`` and on rows ``v`` ``(B, n)`` (``B = 1`` for one state).
+Preconditioner = Callable[[Any, Any, Any, Any], Any]
+
+
+@dataclass(frozen=True)
+class DenseSystem:
+    """``I - h·gamma·J`` formed and inverted once a step: each solve a matrix product."""
+
+    inv: Any
+
+    def solve(self, rhs: Any, active: Any = None) -> tuple[Any, Any, Any]:
+        """``(I - h·gamma·J)^{-1} rhs``; whether it succeeded (``None``: always); the
+        evaluations of ``f`` it cost."""
+        return _matvec(self.inv, rhs), None, 0
+
+
+@dataclass(frozen=True)
+class KrylovSystem:
+    """``(I - h·gamma·J) x = rhs`` by GMRES on products, ``J`` at the step's start.
+
+    The system is solved in the error norm's units (rows divided by ``scale``, the
+    tolerance per component), to a residual of ``KRYLOV_FORCING`` times the Newton
+    tolerance in that norm: where ``J``'s symmetric part is negative semi-definite
+    (dissipative problems) ``‖(I - h·gamma·J)^{-1}‖₂ ≤ 1``, so the solution is as accurate
+    as the residual, far inside what the Newton iteration's convergence test resolves. A
+    row whose GMRES does not reach it fails, which the step treats as a diverged Newton
+    iteration (rejected, retried at half the size).
+    """
+
+    be: Backend
+    batched: bool
+    product: Callable[[Any], Any]  # rows u -> W J W^{-1} u, W = diag(1/scale)
+    hg: Any  # (B,) per row
+    scale: Any  # (B, n), positive
+    target: float  # the residual's 2-norm per row, in units of scale
+    precond: Callable[[Any], Any] | None
+    counts_fev: bool  # whether a product costs an evaluation of f (finite differences)
+    rank_rtol: float | None
+
+    def matvec(self, u: Any) -> Any:
+        """``W (I - h·gamma·J) W^{-1} u`` with ``W = diag(1/scale)``."""
+        return u - self.hg[:, None] * self.product(u)
+
+    def solve(self, rhs: Any, active: Any = None) -> tuple[Any, Any, Any]:
+        from anyxp.optimize._gmres import gmres_rows
+        from anyxp.optimize._result import CONVERGED
+
+        xp = self.be.xp
+        rows = rhs if self.batched else rhs[None, :]
+        scale, precond = self.scale, self.precond
+        scaled = None
+        if precond is not None:
+            scaled = lambda u: precond(u * scale) / scale  # noqa: E731
+        if active is not None and not self.batched:
+            active = xp.reshape(active, (1,))
+        res = gmres_rows(
+            self.be, self.matvec, rows / scale, precond=scaled, tol=0.0, atol=self.target,
+            restart=min(KRYLOV_RESTART, rows.shape[1]), maxiter=KRYLOV_MAXITER, active=active,
+            true_residual=False, rank_rtol=self.rank_rtol,
+        )  # fmt: skip
+        x, ok = res["x"] * scale, res["status"] == CONVERGED
+        nfev = res["matvecs"] if self.counts_fev else 0
+        return (x, ok, nfev) if self.batched else (x[0, :], ok[0], nfev)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ESDIRK(_Implicit):
     """An ESDIRK method (``ESDIRKTableau``) with a simplified Newton iteration per stage.
 
-    The iteration matrix ``I - h·gamma·J`` is formed once a step. A stage has converged when
-    the next correction is predicted to be below ``newton_tol`` in the error norm (the
+    The iteration matrix ``I - h·gamma·J`` is formed once a step (or, with
+    ``linear_solver="gmres"``, never: its systems are solved by GMRES on products with
+    ``J`` at the step's start, see :class:`KrylovSystem`). A stage has converged when the
+    next correction is predicted to be below ``newton_tol`` in the error norm (the
     rate-based test of Hairer & Wanner, as scipy's BDF and Radau use it); a stage that
     diverges or needs more than ``NEWTON_MAX_ITER`` iterations rejects the step, which is
     retried at half the size.
@@ -267,20 +354,80 @@ class ESDIRK(_Implicit):
     min_rtol: float  # the tightest of rtol, for the Newton tolerance
     #: Stages whose derivatives are exact (for sensitivities): see :meth:`_exact`.
     exact_stages: bool = False
+    #: ``"dense"`` or ``"gmres"`` (see :data:`LINEAR_SOLVERS`).
+    linear_solver: str = "dense"
+    #: Products ``J·v`` for GMRES: ``"jac"`` (the user's Jacobian, formed once a step),
+    #: ``"ad"`` (forward-mode AD) or ``"fd"`` (a forward difference: one evaluation of f).
+    product_mode: str = "fd"
+    preconditioner: Preconditioner | None = None
 
     @property
     def order(self) -> int:
         return self.tab.error_order
 
+    def newton_tol(self) -> float:
+        return max(10 * _eps(self.be.xp, self.dtype) / self.min_rtol, NEWTON_TOL)
+
+    def system(
+        self, t: Any, y: Any, f0: Any, hg: Any, scale: Any
+    ) -> tuple[DenseSystem | KrylovSystem, dict[str, Any]]:
+        """The step's linear solver for ``I - h·gamma·J`` at ``(t, y)``, and what forming
+        it cost (``nfev``, ``njev``, ``nlu``)."""
+        if self.linear_solver == "dense":
+            J, nfev = self.jac(t, y, f0)
+            inv = self.iteration_matrix_inverse(J, hg)
+            return DenseSystem(inv), {"nfev": nfev, "njev": 1, "nlu": 1}
+        from anyxp.optimize._newton_krylov import jacobian_product
+
+        xp, b = self.be.xp, self.batched
+        y_rows, f_rows = (y, f0) if b else (y[None, :], f0[None, :])
+        scale_rows = scale if b else scale[None, :]
+        scale_rows = xp.where(scale_rows > 0, scale_rows, 1.0)
+        njev = 0
+        # Products in the error norm's units, u = W v: a difference there steps each
+        # component in proportion to its tolerance, not to the largest component.
+        if self.product_mode == "jac":
+            J, _ = self.jac(t, y, f0)
+            J_rows = J if b else J[None, ...]
+            product = lambda u: _matvec(J_rows, u * scale_rows) / scale_rows  # noqa: E731
+            njev = 1
+        else:
+            F = (lambda v: self.f(t, v)) if b else (lambda v: self.f(t, v[0, :])[None, :])
+            product = jacobian_product(
+                self.be, lambda u: F(u * scale_rows) / scale_rows, y_rows / scale_rows,
+                f_rows / scale_rows, self.product_mode,
+            )  # fmt: skip
+        real = time_dtype(xp, self.dtype)
+        hg_rows = hg if b else xp.reshape(xp.asarray(hg, dtype=real, device=self.be.device), (1,))
+        precond = None
+        if self.preconditioner is not None:
+            user = self.preconditioner
+            precond = lambda v: user(t, y, hg, v)  # noqa: E731
+        fd = self.product_mode == "fd"
+        system = KrylovSystem(
+            be=self.be,
+            batched=b,
+            product=product,
+            hg=hg_rows,
+            scale=scale_rows,
+            target=KRYLOV_FORCING * self.newton_tol() * math.sqrt(y_rows.shape[1]),
+            precond=precond,
+            counts_fev=fd,
+            # GMRES's default, 10 eps, also for products by differences: in the error
+            # norm's units I - h·gamma·J of a stiff problem is ill-conditioned but regular
+            # (1e8 on ROBER), and 10·sqrt(eps) called such systems singular (11% of them).
+            rank_rtol=None,
+        )
+        return system, {"nfev": 0, "njev": njev, "nlu": 0}
+
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
         """One step: a Newton solve per implicit stage, all with one matrix."""
         xp, tab, b = self.be.xp, self.tab, self.batched
-        J, nfev = self.jac(t, y, f0)
         hg = tab.gamma * hs
-        inv = self.iteration_matrix_inverse(J, hg)
-        h = _col(hs, b)
-        newton_tol = max(10 * _eps(xp, self.dtype) / self.min_rtol, NEWTON_TOL)
         scale = self.atol + self.rtol * xp.abs(y)
+        system, counts = self.system(t, y, f0, hg, scale)
+        h = _col(hs, b)
+        newton_tol = self.newton_tol()
         hg_safe = _col(tab.gamma * self.safe(hs), b)
         ks = [f0]
         converged_all = None
@@ -295,7 +442,7 @@ class ESDIRK(_Implicit):
             z = y + h * weighted_sum(tab.predictor[i], ks)
             ti = t + tab.c[i] * hs
             eta = xp.maximum(eta, _eps(xp, self.dtype)) ** 0.8  # Hairer: distrust a tiny rate
-            z, converged, eta, used = self._newton(ti, z, base, hg, inv, scale, newton_tol, eta)
+            z, converged, eta, used = self._newton(ti, z, base, hg, system, scale, newton_tol, eta)
             if self.exact_stages:
                 z = self._exact(ti, z, base, hg)
             iterations = iterations + used
@@ -304,10 +451,13 @@ class ESDIRK(_Implicit):
             ks.append((z - base) / hg_safe)
         y_new = z  # stiffly accurate: the step is the last stage
         # Shampine's filter: the raw estimate grows like hJ on stiff components.
-        err = _matvec(inv, h * weighted_sum(tab.e, ks))
+        err, solved, products = system.solve(h * weighted_sum(tab.e, ks))
+        if solved is not None:  # a filter GMRES could not solve rejects the step too
+            converged_all = solved if converged_all is None else converged_all & solved
+            iterations = iterations + products
         f_new = self.f(t + hs, y_new)
         y_new, f_new = self.be.materialize(y_new, f_new)
-        counts = {"nfev": nfev + iterations + 1, "njev": 1, "nlu": 1}
+        counts = {**counts, "nfev": counts["nfev"] + iterations + 1}
         return Attempt(y_new, f_new, err, converged_all, (f0, f_new), counts)
 
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any:
@@ -323,6 +473,12 @@ class ESDIRK(_Implicit):
         give the stage's first and second derivatives exactly (the implicit function
         theorem: Newton's map has zero derivative at its root), at the value it had.
         """
+        if self.linear_solver != "dense":
+            raise NotImplementedError(
+                f"derivatives of a solve with linear_solver={self.linear_solver!r} are not "
+                "supported (they would differentiate through GMRES's iterations); use "
+                "linear_solver='dense' (the default) for a differentiable solve"
+            )
         hgc = _col(hg, self.batched)
         z = self.be.ad.stop_gradient(z)
         for _ in range(2):
@@ -332,13 +488,23 @@ class ESDIRK(_Implicit):
         return z
 
     def _newton(
-        self, t: Any, z: Any, base: Any, hg: Any, inv: Any, scale: Any, tol: float, eta: Any
+        self,
+        t: Any,
+        z: Any,
+        base: Any,
+        hg: Any,
+        system: DenseSystem | KrylovSystem,
+        scale: Any,
+        tol: float,
+        eta: Any,
     ) -> tuple[Any, Any, Any, Any]:
         """Solve ``z = base + h·gamma f(t, z)`` from the guess ``z``.
 
         ``eta`` estimates ``rate / (1 - rate)`` (the previous stage's, ``inf`` at first):
-        with it the first correction can already be judged converged. Returns ``z``,
-        whether it converged, the updated ``eta`` and the evaluations of ``f``.
+        with it the first correction can already be judged converged. A linear solve that
+        fails (GMRES short of its tolerance) counts as a divergence. Returns ``z``,
+        whether it converged, the updated ``eta`` and the evaluations of ``f`` (the
+        iterations', and the products' of a matrix-free solve by differences).
         """
         xp, b = self.be.xp, self.batched
         shape = (z.shape[0],) if b else ()
@@ -351,20 +517,23 @@ class ESDIRK(_Implicit):
             return xp.any(~state[1]) & (state[5] < NEWTON_MAX_ITER)
 
         def body(state: Any) -> Any:
-            z, done, failed, dz_prev, eta, it = state
-            dz = -_matvec(inv, z - base - hgc * self.f(t, z))
+            z, done, failed, dz_prev, eta, it, fev = state
+            active = ~done
+            dz, solved, products = system.solve(z - base - hgc * self.f(t, z), active)
+            dz = -dz
             dz_norm = xp.sqrt(xp.mean((xp.abs(dz) / scale) ** 2, axis=-1))
             has_rate = xp.isfinite(dz_prev)
             rate = dz_norm / xp.where(has_rate & (dz_prev > 0), dz_prev, 1.0)
             diverged = (has_rate & (rate >= 1.0)) | ~xp.isfinite(dz_norm)
+            if solved is not None:
+                diverged = diverged | ~solved
             eta = xp.where(has_rate & (rate < 1.0), rate / (1.0 - xp.minimum(rate, 0.99)), eta)
             converged = (dz_norm == 0) | (eta * dz_norm < tol)
-            active = ~done
             z = xp.where(_col(active, b), z + dz, z)
             failed = failed | (active & diverged)
             done = done | (active & (converged | diverged))
-            return z, done, failed, xp.where(active, dz_norm, dz_prev), eta, it + 1
+            return z, done, failed, xp.where(active, dz_norm, dz_prev), eta, it + 1, fev + products
 
-        state = (z, false, false, big, eta, zero)
-        z, done, failed, _, eta, it = self.be.while_loop(cond, body, state)
-        return z, done & ~failed, eta, it
+        state = (z, false, false, big, eta, zero, zero)
+        z, done, failed, _, eta, it, fev = self.be.while_loop(cond, body, state)
+        return z, done & ~failed, eta, it + fev

@@ -13,6 +13,7 @@ from anyxp.backend import Backend
 from anyxp.ode import _explicit
 from anyxp.ode._checks import (
     check_jac,
+    check_linear_solver,
     check_method,
     check_probe,
     check_span,
@@ -93,10 +94,15 @@ def make_method(
     rtol: Any,
     atol: Any,
     exact_stages: bool = False,
+    linear_solver: str = "dense",
+    preconditioner: Callable[[Any, Any, Any, Any], Any] | None = None,
 ) -> _explicit.Method:
     """The stepper for a tableau: explicit Runge-Kutta, Rosenbrock or ESDIRK.
 
     ``exact_stages``: implicit stages with exact derivatives (sensitivities; ESDIRK).
+    ``linear_solver``, ``preconditioner``: ESDIRK's linear solves (see
+    :class:`anyxp.ode._implicit.KrylovSystem`); the preconditioner takes the method's own
+    ``t``, ``y``, ``h·gamma`` and rows ``v``.
     """
     if isinstance(tab, Tableau):
         return _explicit.Stepper(be, tab, f, dtype, batched)
@@ -107,6 +113,12 @@ def make_method(
         raise UnsupportedError(be.name, "linalg", get_registry().providers("linalg"))
     jac_fn, _ = jacobian_source(be, f, jac, dtype, batched=batched, atol=smallest(be, atol))
     if isinstance(tab, ESDIRKTableau):
+        if jac is not None:
+            product_mode = "jac"
+        elif "ad.jvp" in be.capabilities and not be.xp.isdtype(dtype, "complex floating"):
+            product_mode = "ad"
+        else:
+            product_mode = "fd"
         return ESDIRK(
             be=be,
             f=f,
@@ -118,6 +130,9 @@ def make_method(
             atol=atol,
             min_rtol=smallest(be, rtol),
             exact_stages=exact_stages,
+            linear_solver=linear_solver,
+            product_mode=product_mode,
+            preconditioner=preconditioner,
         )
     return Rosenbrock(be=be, f=f, dtype=dtype, jac=jac_fn, batched=batched, tab=tab)
 
@@ -138,6 +153,9 @@ class _Problem:
     t_eval: np.ndarray | None
     dense_output: bool
     events: tuple[Event, ...] = ()
+    linear_solver: str = "dense"
+    #: The user's ``preconditioner(t, y, h_gamma, v, *args)`` on ``y0``'s shape, or None.
+    preconditioner: Callable[..., Any] | None = None
 
     def events_of(self, args: Any) -> list[Callable[[Any, Any], Any]]:
         """The event functions on flat states."""
@@ -159,6 +177,7 @@ class _Problem:
     def stepper(self, args: Any, *, batched: bool, exact_stages: bool = False) -> Any:
         """The method over ``f(t, y, *args)``: on flat states, or on rows of one (batched)."""
         f, jac = self.f_of(args), self.jac_of(args)
+        precond = self.preconditioner_of(args, batched)
         if batched:
             f_one, jac_one = f, jac
             f = lambda t, y: f_one(t[0], y[0, :])[None, :]  # noqa: E731
@@ -175,7 +194,23 @@ class _Problem:
             rtol=span.rtol,
             atol=span.atol,
             exact_stages=exact_stages,
+            linear_solver=self.linear_solver,
+            preconditioner=precond,
         )
+
+    def preconditioner_of(self, args: Any, batched: bool) -> Any:
+        """The user's preconditioner on the method's ``t``, ``y``, ``h·gamma`` and rows."""
+        user, xp, shape = self.preconditioner, self.be.xp, self.shape
+        if user is None:
+            return None
+
+        def on_rows(t: Any, y: Any, hg: Any, v: Any) -> Any:
+            if batched:  # one row: t, hg (1,), y (1, n)
+                t, y, hg = t[0], y[0, :], hg[0]
+            out = user(t, xp.reshape(y, shape), hg, xp.reshape(v[0, :], shape), *args)
+            return xp.reshape(out, (1, -1))
+
+        return on_rows
 
 
 def solve(
@@ -200,6 +235,8 @@ def solve(
     checkpoints: int | None = None,
     events: Any = None,
     comm: Any = None,
+    linear_solver: str = "dense",
+    preconditioner: Callable[..., Any] | None = None,
 ) -> Solution:
     """Solve the initial value problem ``y' = f(t, y, *args)``, ``y(t0) = y0``.
 
@@ -267,6 +304,15 @@ def solve(
         ``"direct"``, ``"backsolve"``, ``"interpolating"`` or ``"forward"``. See the ODE
         guide's table of when to choose which. Derivatives are of ``sol.y``; the solve is
         differentiated with ``be.ad.grad``, ``jax.grad``, ``torch.func.grad``, ...
+    linear_solver, preconditioner
+        How ``kvaerno5`` solves the linear systems of its Newton iterations:
+        ``"dense"`` (default: ``I - h·gamma·J`` formed and inverted once a step, ``n²``
+        numbers) or ``"gmres"`` (matrix-free, for large states such as discretised PDEs:
+        GMRES on products ``J·v`` by forward-mode AD, by ``jac`` where given, else by
+        forward differences counted in ``stats["nfev"]``). ``preconditioner(t, y,
+        h_gamma, v, *args)`` (GMRES only) returns an approximation of ``(I -
+        h_gamma·∂f/∂y(t, y))⁻¹ v`` in ``y0``'s shape: fewer GMRES iterations. Not
+        differentiable; ``rodas5p`` needs ``"dense"``.
 
     Examples
     --------
@@ -285,6 +331,7 @@ def solve(
             "dense_output": dense_output, "max_steps": max_steps, "first_step": first_step,
             "max_step": max_step, "jac": jac, "dt": dt, "progress": progress,
             "sensitivity": sensitivity, "checkpoints": checkpoints, "events": events,
+            "linear_solver": linear_solver, "preconditioner": preconditioner,
         }  # fmt: skip
         return _solve_in_memory(be, f, t_span, y0, options)
     mode = check_mode(be, sensitivity, checkpoints)
@@ -292,6 +339,10 @@ def solve(
         be, f, t_span, y0, method, rtol, atol, t_eval, args, dense_output, max_steps,
         first_step, max_step, jac, dt,
     )  # fmt: skip
+    linear_solver = check_linear_solver(linear_solver, preconditioner, p.tab, method, sensitivity)
+    if preconditioner is not None:
+        _check_preconditioner(p, preconditioner)
+    p = replace(p, linear_solver=linear_solver, preconditioner=preconditioner)
     if events is not None:
         p = replace(p, events=check_events(events))
     if comm is not None and comm.size > 1:
@@ -422,6 +473,15 @@ def _prepare(
     return _Problem(
         be, method, tab, span, y_flat, shape, f_of, jac_of, tuple(args), te, dense_output
     )
+
+
+def _check_preconditioner(p: _Problem, preconditioner: Callable[..., Any]) -> None:
+    """One call of the preconditioner (``h_gamma = 0``, where it should return ``v``)."""
+    if not p.y0.shape[0]:
+        return
+    y0 = p.be.xp.reshape(p.y0, p.shape)
+    probe = preconditioner(p.span.t0, y0, 0.0, y0, *p.args)
+    check_probe(p.be, probe, p.shape, p.dtype, "solve", what="preconditioner")
 
 
 def values_of(be: Backend, t_span: Any) -> Any:

@@ -12,6 +12,7 @@ from anyxp.backend import Backend
 from anyxp.ode import _explicit
 from anyxp.ode._checks import (
     check_jac,
+    check_linear_solver,
     check_method,
     check_probe,
     check_span,
@@ -79,6 +80,8 @@ def solve_ensemble(
     checkpoints: int | None = None,
     events: Any = None,
     comm: Any = None,
+    linear_solver: str = "dense",
+    preconditioner: Callable[..., Any] | None = None,
 ) -> EnsembleSolution:
     """Solve ``B`` independent problems ``y_j' = f(t_j, y_j, p_j)`` at once.
 
@@ -120,6 +123,10 @@ def solve_ensemble(
         whole ``y0`` and ``params``, solves its block of rows, and gets every
         trajectory's result back (one ``allgather`` per output), equal to one process's
         solve of the whole batch. ``nfev``, ``njev`` and ``nlu`` are summed over ranks.
+    linear_solver, preconditioner
+        As for :func:`anyxp.ode.solve` (``kvaerno5``), on the batch:
+        ``preconditioner(t, y, h_gamma, v)`` (or ``(..., v, params)``) takes ``t`` and
+        ``h_gamma`` of shape ``(B,)`` and ``y`` and ``v`` of shape ``(B, n)``.
     """
     import anyxp
 
@@ -129,12 +136,14 @@ def solve_ensemble(
             "t_eval": t_eval, "max_steps": max_steps, "first_step": first_step,
             "max_step": max_step, "jac": jac, "dt": dt, "backend": backend,
             "sensitivity": sensitivity, "checkpoints": checkpoints, "events": events,
+            "linear_solver": linear_solver, "preconditioner": preconditioner,
         }  # fmt: skip
         return _solve_across_ranks(comm, f, t_span, y0, options)
     be = anyxp.backend(backend, like=y0)
     xp = be.xp
     mode = check_mode(be, sensitivity, checkpoints)
     tab, fixed = check_method(method, dt)
+    linear_solver = check_linear_solver(linear_solver, preconditioner, tab, method, sensitivity)
     t0, t1 = check_span(values_of(be, t_span))
     first_step, max_step, dt = check_steps(first_step, max_step, dt, max_steps, t0, t1)
     y0 = state_dtype(be, y0)
@@ -165,6 +174,10 @@ def solve_ensemble(
             return jac(t, y, *extra)
 
         check_jac(jac_batch(t_probe, y0), "solve_ensemble", y0.shape[1], y0.shape[0])
+    if preconditioner is not None:  # at h_gamma = 0, where it should return v
+        zeros = xp.zeros_like(t_probe)
+        probe = preconditioner(t_probe, y0, zeros, y0, *extra)
+        check_probe(be, probe, tuple(y0.shape), y0.dtype, "solve_ensemble", "preconditioner")
     te = np.array([t0, t1]) if t_eval is None else check_t_eval(t_eval, t0, t1)
     span = _explicit.Span(
         t0, t1, rtol, atol, dt if fixed else first_step, fixed, max_steps, max_step
@@ -183,6 +196,8 @@ def solve_ensemble(
             "max_step": max_step,
             "jac": jac,
             "dt": dt,
+            "linear_solver": linear_solver,
+            "preconditioner": preconditioner,
         }
         return _solve_in_blocks(be, f, (t0, t1), y0, params, options)
 
@@ -193,9 +208,13 @@ def solve_ensemble(
         jac_rows = None
         if jac is not None:
             jac_rows = lambda t, y: jac(t, y) if params is None else jac(t, y, params)  # noqa: E731
+        precond = None
+        if preconditioner is not None:
+            p_extra = () if params is None else (params,)
+            precond = lambda t, y, hg, v: preconditioner(t, y, hg, v, *p_extra)  # noqa: E731
         return make_method(
             be, tab, rhs, y0.dtype, batched=True, jac=jac_rows, rtol=rtol, atol=atol,
-            exact_stages=exact_stages,
+            exact_stages=exact_stages, linear_solver=linear_solver, preconditioner=precond,
         )  # fmt: skip
 
     watched = check_events(events)
