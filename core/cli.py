@@ -428,11 +428,27 @@ def _solve(args: argparse.Namespace) -> int:
     return 0 if result["status"] == 0 else 1
 
 
+#: The demo that trains instead of solving: ``anyxp demo neural-ode``.
+NEURAL_ODE = "neural-ode"
+#: The options of ``anyxp demo neural-ode`` (``None`` where not given).
+_NEURAL_ODE_OPTIONS = ("backend", "iterations", "seed", "sensitivity", "lr", "every", "plot")
+
+
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from anyxp.selection import backend
 
+    if args.problem == NEURAL_ODE:
+        return _demo_neural_ode(args)
+    if args.problem not in _problem_names():
+        raise _unknown("problem", args.problem, [*_problem_names(), NEURAL_ODE], "Choose one of")
+    given = [f"--{o}" for o in _NEURAL_ODE_OPTIONS if getattr(args, o) is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} applies to 'anyxp demo {NEURAL_ODE}' only; 'anyxp demo "
+            f"{args.problem}' solves the problem on every available backend"
+        )
     problem = _problem(args.problem)
     available = get_registry().available_backends()
     names = sorted(available, key=lambda n: (n != "numpy", n))  # numpy first: the reference
@@ -476,6 +492,149 @@ def _demo(args: argparse.Namespace) -> int:
         )
     scale = 1.0 if reference is None else max(1.0, float(np.max(np.abs(reference))))
     return 0 if worst < 1e-6 * scale else 1
+
+
+def _neural_ode_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of ``anyxp demo neural-ode`` with their defaults, each checked."""
+    from anyxp.ode._sensitivity import MODES
+
+    iterations: int = 300 if args.iterations is None else args.iterations
+    every: int = args.every if args.every is not None else max(1, iterations // 10)
+    seed: int = 0 if args.seed is None else args.seed
+    sensitivity: str = args.sensitivity or "checkpointed"
+    lr: float = 1e-2 if args.lr is None else args.lr
+    for flag, value in (("--iterations", iterations), ("--every", every)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed}")
+    if not 0 < lr < float("inf"):
+        raise ValueError(f"--lr must be a positive number, got {lr:g}")
+    if sensitivity not in MODES:
+        raise _unknown("sensitivity", sensitivity, MODES, "--sensitivity takes one of")
+    if args.plot is not None:
+        import importlib.util
+        from pathlib import Path
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise ValueError(
+                "--plot needs matplotlib, which is not installed: pip install matplotlib "
+                "(or pip install 'anyxp[plot]')"
+            )
+        if not Path(args.plot).resolve().parent.is_dir():
+            raise ValueError(f"--plot {args.plot}: its folder does not exist; create it first")
+    return {
+        "iterations": iterations,
+        "every": every,
+        "seed": seed,
+        "sensitivity": sensitivity,
+        "lr": lr,
+    }
+
+
+def _demo_neural_ode(args: argparse.Namespace) -> int:
+    """Train the spiral neural ODE on one backend, printing the loss as it falls."""
+    import numpy as np
+
+    from anyxp.nn import spiral_data, train_spiral
+
+    options = _neural_ode_options(args)
+    iterations, every = options.pop("iterations"), options.pop("every")
+    be = _neural_ode_backend(args.backend)
+    compiled = "control_flow.compiled" in be.capabilities
+    print(
+        f"neural ODE y' = MLP(y^3) (2 -> 50 -> 2, tanh) fitted to the spiral y' = (y^3) A on "
+        f"{be.name} ({be.device}), {be.float_dtype}; Adam lr={options['lr']:g}, 20 windows of "
+        f"10 times, tsit5, sensitivity={options['sensitivity']}, seed {options['seed']}"
+    )
+    start = time.perf_counter()
+    data = spiral_data(be)
+    took = f"{time.perf_counter() - start:.2f} s" + (" (compilation included)" if compiled else "")
+    print(f"data: {data.t.shape[0]} times in [0, {data.t[-1]:g}], solved in {took}")
+    print(f"{'iteration':>10}{'loss':>12}{'ms/iteration':>15}   (loss: mean of the block)")
+    block: list[float] = []
+    clock = [time.perf_counter()]
+
+    def report(i: int, loss: float) -> None:
+        block.append(loss)
+        if i % every == 0 or i == iterations:
+            now = time.perf_counter()
+            ms = (now - clock[0]) / len(block) * 1e3
+            note = "   (compiling the step included)" if compiled and i == every else ""
+            print(f"{i:>10}{np.mean(block):>12.5f}{ms:>15.2f}{note}")
+            block.clear()
+            clock[0] = now
+
+    fit = train_spiral(be, iterations=iterations, data=data, callback=report, **options)
+    tail = fit.losses[-min(every, iterations) :]
+    print(f"final loss {float(np.mean(tail)):.5f} (mean of the last {tail.shape[0]} minibatches)")
+    print(
+        f"whole trajectory from y0, mean |y - data|: {fit.trajectory_loss(fit.initial_params):.4f}"
+        f" untrained, {fit.trajectory_loss():.4f} trained"
+    )
+    first = "tracing and compiling the step included" if compiled else "warm-up included"
+    if iterations > 1:
+        print(
+            f"time per iteration: {np.median(fit.seconds[1:]) * 1e3:.2f} ms (median of "
+            f"iterations 2-{iterations}); the first took {fit.seconds[0]:.2f} s, {first}"
+        )
+    else:
+        print(f"time: {fit.seconds[0]:.2f} s for the one iteration, {first}")
+    if args.plot is not None:
+        _plot_losses(args.plot, {be.name: fit.losses}, every)
+        print(f"loss curve written to {args.plot}")
+    return 0
+
+
+def _neural_ode_backend(name: str | None) -> Any:
+    """The backend ``anyxp demo neural-ode`` trains on: ``name``, else jax, else torch."""
+    import anyxp
+    from anyxp.registry import get_registry
+
+    reg = get_registry()
+    providers = reg.providers("ad.custom")
+    if name is None:
+        available = reg.available_backends()
+        name = next((n for n in ("jax", "torch") if n in available), None)
+        if name is None:
+            raise ValueError(
+                "anyxp demo neural-ode needs a backend with automatic differentiation and "
+                "none is installed: pip install 'anyxp[jax]' or 'anyxp[torch]'"
+            )
+    be = anyxp.backend(name, dtype="float32")
+    if "ad.custom" not in be.capabilities:
+        raise ValueError(
+            f"backend {be.name!r} cannot differentiate a solve (it does not support "
+            f"'ad.custom'), which training needs: use "
+            + " or ".join(f"--backend {p}" for p in sorted(providers))
+        )
+    return be
+
+
+def _plot_losses(path: str, curves: dict[str, Any], every: int) -> None:
+    """Write the loss curves ``{label: losses}`` to ``path``: each iteration faint, and the
+    mean of every ``every`` iterations on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file, no window: works without a display
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    for label, losses in curves.items():
+        losses = np.asarray(losses)
+        steps = np.arange(1, losses.shape[0] + 1)
+        (line,) = ax.plot(steps, losses, alpha=0.25, linewidth=0.8)
+        k = min(every, losses.shape[0])
+        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1 :], smooth, color=line.get_color(), label=f"{label} (mean of {k})")
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("minibatch loss, mean |prediction - data|")
+    ax.set_title("neural ODE on the spiral")
+    ax.legend()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -546,12 +705,33 @@ def _parser() -> argparse.ArgumentParser:
         "--progress", action="store_true", help="show a progress bar (eager backends)"
     )
     p_solve.add_argument("--json", action="store_true", help="print JSON")
-    p_demo = sub.add_parser("demo", help="solve one problem on every available backend")
+    p_demo = sub.add_parser(
+        "demo",
+        help="solve one problem on every available backend, or train a neural ODE",
+        description="Solve a reference problem on every available backend and compare each "
+        f"with numpy's answer; or, with '{NEURAL_ODE}', train a neural ODE on the spiral "
+        "(torchdiffeq's ode_demo) on one backend, through the solve's derivatives.",
+    )
     p_demo.add_argument(
-        "problem", nargs="?", default="lorenz", help="one of: " + ", ".join(_problem_names())
+        "problem",
+        nargs="?",
+        default="lorenz",
+        help="one of: " + ", ".join(_problem_names()) + f" (default lorenz); or {NEURAL_ODE}",
     )
     p_demo.add_argument("--rtol", type=float, default=RTOL, help="relative tolerance " + tolerances)
     p_demo.add_argument("--atol", type=float, default=ATOL, help="absolute tolerance " + tolerances)
+    node = p_demo.add_argument_group(f"{NEURAL_ODE} only")
+    node.add_argument("--backend", help="jax or torch (default: jax if installed, else torch)")
+    node.add_argument("--iterations", type=int, help="Adam steps (default 300)")
+    node.add_argument("--seed", type=int, help="seeds the weights and the windows (default 0)")
+    node.add_argument(
+        "--sensitivity",
+        help="how the solve is differentiated: checkpointed (default), direct, backsolve, "
+        "interpolating or forward",
+    )
+    node.add_argument("--lr", type=float, help="Adam's learning rate (default 0.01)")
+    node.add_argument("--every", type=int, help="print the loss every K iterations (default N/10)")
+    node.add_argument("--plot", metavar="PNG", help="write the loss curve here (needs matplotlib)")
     return parser
 
 

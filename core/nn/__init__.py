@@ -11,6 +11,7 @@ from anyxp.nn._activations import ACTIVATIONS
 from anyxp.nn._mlp import Activation, Params, mlp_apply, mlp_init, num_params
 from anyxp.nn._optim import AdamState, Optimizer, Schedule, SGDState, adam, sgd
 from anyxp.nn._parallel import batch_block, mean_over_ranks
+from anyxp.nn._spiral import SpiralData, SpiralFit, spiral_data, spiral_rhs, train_spiral
 
 __all__ = [
     "ACTIVATIONS",
@@ -20,11 +21,16 @@ __all__ = [
     "Params",
     "SGDState",
     "Schedule",
+    "SpiralData",
+    "SpiralFit",
     "adam",
     "batch_block",
+    "mean_over_ranks",
     "mlp_apply",
     "mlp_init",
-    "mean_over_ranks",
     "num_params",
     "sgd",
+    "spiral_data",
+    "spiral_rhs",
+    "train_spiral",
 ]
