@@ -109,15 +109,10 @@ def test_every_sensitivity_trains_the_same_way(sensitivity):
     np.testing.assert_allclose(other.losses, fit.losses[:3], rtol=1e-3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="anyxp.ode bug: in float32 the replay behind 'checkpointed' and 'direct' can drop "
-    "the last t_eval time (its state reads 0 under 'direct', its gradient is 0), when the "
-    "solver's last step ends a rounding short of it; training then ignores the window's "
-    "last time in that iteration. Remove this mark when the replay is fixed.",
-)
 @pytest.mark.parametrize("sensitivity", ["checkpointed", "direct"])
 def test_the_last_window_time_gets_its_gradient(sensitivity):
+    """In float32 the solver's last step can end a rounding short of the last t_eval time;
+    the forward loop snaps it to t1, and the replay must count that time as reached."""
     # y' = -k y³ from [1, 0.5] over the window's times, in closed form: y = y0 / sqrt(1 +
     # 2 k y0² t). One k of 200 where the drop shows on torch; about one in eight does.
     pytest.importorskip("torch")

@@ -114,7 +114,14 @@ def continuous_adjoint(
         kk = m - 1 - k
         bar = stored_bar[kk, ...]
         a = z[:, adjoint_at : adjoint_at + n] + xp.where(xp.isfinite(bar), bar, 0.0)
-        z = xp.concat([z[:, :adjoint_at], a, z[:, adjoint_at + n :]], axis=1)
+        head = z[:, :adjoint_at]
+        if solver.mode == "backsolve":
+            # Restart the state solved backwards from the forward solve's stored value at
+            # each saved time (as torchdiffeq and diffrax do): solved backwards alone, it
+            # drifts, and on a dissipative problem it blows up (NaN gradients).
+            y_k = stored[kk, ...]
+            head = xp.where(xp.isfinite(y_k), y_k, head)
+        z = xp.concat([head, a, z[:, adjoint_at + n :]], axis=1)
         t_from = te[kk]
         t_to = be.cond(kk > 0, lambda: te[kk - 1], lambda: xp.asarray(rp.t0, dtype=tdt))
 

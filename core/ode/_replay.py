@@ -117,7 +117,13 @@ class Replay:
         d = self.direction
         te = self.times
         covered = (h_log != 0)[None, :] & (d * (te - t_log[None, :]) > 0)
-        covered = covered & (d * (te - (t_log + h_log)[None, :]) <= 0)  # (m, B)
+        # The step's end: t1 itself for the last step, which the forward loop snapped to
+        # t1 where t + h rounds a few ulps short of it (in float32 that missed the last
+        # stored time: a zero gradient there).
+        end = t_log + h_log
+        slack = 4 * float(xp.finfo(end.dtype).eps) * max(abs(self.t0), abs(self.t1), 1.0)
+        end = xp.where(xp.abs(end - self.t1) <= slack, xp.zeros_like(end) + self.t1, end)
+        covered = covered & (d * (te - end[None, :]) <= 0)  # (m, B)
         stretched = t0 + (te - self.t0) * scale
         if isinstance(self.moving, bool):
             times = stretched if self.moving else xp.zeros_like(te) + te
