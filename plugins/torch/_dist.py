@@ -21,6 +21,7 @@ size.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import math
 import os
@@ -73,6 +74,7 @@ def _start_group(device_type: str, timeout: float) -> None:
     """Initialise the default process group from the environment (see the module doc)."""
     wait = datetime.timedelta(seconds=timeout + _SLACK if math.isfinite(timeout) else 86400.0)
     transport = "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"
+    atexit.register(_end_group)
     found = launched_rank()
     if found is None:  # not launched: this process alone
         store = dist.HashStore()
@@ -84,6 +86,13 @@ def _start_group(device_type: str, timeout: float) -> None:
     dist.init_process_group(
         transport, init_method="env://", rank=rank, world_size=size, timeout=wait
     )
+
+
+def _end_group() -> None:
+    """At exit, end the group this comm started (torch aborts a process that exits with
+    gloo's threads still running: "terminate called without an active exception")."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _exit_job(status: int) -> None:
