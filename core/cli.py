@@ -364,7 +364,80 @@ def _run_problem(
     return _Run(sol, final, t_span, options["atol"], seconds, warm)
 
 
+#: The problem whose state is split across the ranks of ``--comm`` (row blocks of a grid).
+SPLIT = "gray-scott"
+
+
+def _solve_split(args: argparse.Namespace) -> int:
+    """``anyxp solve gray-scott [--comm mpi] [--grid N]``: one PDE, each rank a row block."""
+    import anyxp
+    from anyxp.ode import solve
+    from anyxp.ode.problems import gray_scott
+
+    _check_method(args.method, args.dt)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*jax_enable_x64.*")
+        be = anyxp.backend(args.backend, dtype=args.dtype, comm=args.comm)
+    grid = 128 if args.grid is None else args.grid
+    if grid < 4:
+        raise ValueError(f"--grid must be at least 4, got {grid}")
+    p = gray_scott(grid, backend=be, t_end=200.0 if args.t_end is None else args.t_end)
+    comm, xp = be.comm, be.xp
+    options: dict[str, Any] = {"method": args.method or "tsit5", "rtol": args.rtol}
+    options["atol"] = args.atol
+    if args.dt is not None:
+        options["dt"] = args.dt
+    comm.barrier()
+    start = time.perf_counter()
+    sol = solve(
+        p.f, p.t_span, p.y0, comm=comm, progress=args.progress and comm.rank == 0, **options
+    )
+    seconds = time.perf_counter() - start
+    # Whole-grid summaries, from every rank's block.
+    u, v = (xp.reshape(sol.y[-1], (2, -1))[i, ...] for i in range(2))
+    sums = comm.allreduce(xp.stack([xp.sum(u), xp.sum(v)]))
+    cells = grid * grid
+    result = {
+        "problem": SPLIT,
+        "backend": be.name,
+        "comm": comm.name,
+        "ranks": comm.size,
+        "grid": [grid, grid],
+        "states": 2 * cells,
+        "method": sol.method,
+        "t_span": list(p.t_span),
+        "status": int(sol.status),
+        "message": sol.message,
+        "stats": {k: int(v) for k, v in sol.stats.items()},
+        "mean_u": float(sums[0]) / cells,
+        "mean_v": float(sums[1]) / cells,
+        "seconds": seconds,
+    }
+    if comm.rank == 0:
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print(
+                f"{SPLIT}: {grid} x {grid} grid ({2 * cells} states) on {be.name}, {comm.size} "
+                f"rank(s) of the {comm.name} comm, {sol.method}, rtol={args.rtol:g} "
+                f"atol={args.atol:g}"
+            )
+            print(
+                f"t = {p.t_span[1]:g}: mean u {result['mean_u']:.6f}, mean v {result['mean_v']:.6f}"
+            )
+            stats = ", ".join(f"{k}={v}" for k, v in result["stats"].items())
+            print(f"{sol.message} ({stats}); {seconds:.2f} s")
+    return 0 if result["status"] == 0 else 1
+
+
 def _solve(args: argparse.Namespace) -> int:
+    if args.problem == SPLIT:
+        return _solve_split(args)
+    if args.comm is not None or args.grid is not None:
+        raise ValueError(
+            f"--comm and --grid apply to 'anyxp solve {SPLIT}', whose state is split across "
+            f"ranks; {args.problem!r} is solved on one process"
+        )
     run = _run_problem(
         args.problem,
         args.backend,
@@ -680,7 +753,15 @@ def _parser() -> argparse.ArgumentParser:
         "solver's statistics and the time (on a compiling backend, JAX: the first run with "
         "compilation, and a second, warm run).",
     )
-    p_solve.add_argument("problem", help="one of: " + ", ".join(_problem_names()))
+    p_solve.add_argument(
+        "problem", help="one of: " + ", ".join(_problem_names()) + f"; or {SPLIT} (a 2-D PDE)"
+    )
+    p_solve.add_argument(
+        "--comm",
+        help=f"{SPLIT} only: split the grid across the ranks of this comm, e.g. mpi under "
+        f"mpiexec -n 4 anyxp solve {SPLIT} --comm mpi",
+    )
+    p_solve.add_argument("--grid", type=int, help=f"{SPLIT} only: grid side (default 128)")
     p_solve.add_argument("--backend", default=None, help="default: numpy (or ANYXP_BACKEND)")
     p_solve.add_argument(
         "--method",

@@ -24,6 +24,8 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "undoc-members": False}
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
+# "Attributes" sections as fields of the class, not as entries autodoc documents again.
+napoleon_use_ivar = True
 # Type hints name objects from libraries this site does not document.
 nitpicky = False
 suppress_warnings = ["myst.xref_missing"]

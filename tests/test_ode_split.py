@@ -191,3 +191,23 @@ def test_an_ensemble_split_across_ranks_equals_one_process(tmp_path, name):
     assert got["steps"] == be.to_numpy(whole.stats["steps"]).tolist()
     t_event = np.nan_to_num(be.to_numpy(whole.t_events[0]), nan=-1.0)
     np.testing.assert_allclose(got["t_event"], t_event, rtol=0, atol=1e-12)
+
+
+@needs_mpi
+def test_the_cli_solves_gray_scott_split_across_ranks():
+    """``mpiexec -n 2 anyxp solve gray-scott --comm mpi`` reports what one process does."""
+    import json
+    import subprocess
+    import sys
+
+    args = ["-m", "anyxp", "solve", "gray-scott", "--grid", "16", "--t-end", "40", "--json"]
+    alone = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=120, check=True
+    )
+    out = launch(*args[1:], "--comm", "mpi", runner=("-m",))
+    assert out.returncode == 0, out.stderr[-3000:]
+    split, one = json.loads(out.stdout), json.loads(alone.stdout)  # rank 0 alone prints
+    assert (split["ranks"], one["ranks"]) == (2, 1)
+    assert split["stats"] == one["stats"] and split["status"] == 0
+    assert split["mean_v"] == pytest.approx(one["mean_v"], rel=1e-12, abs=1e-15)
+    assert split["mean_u"] == pytest.approx(one["mean_u"], rel=1e-12)
