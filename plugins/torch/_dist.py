@@ -57,6 +57,8 @@ _OPS = {
     "min": dist.ReduceOp.MIN,
     "mean": dist.ReduceOp.SUM,
 }
+#: How gloo reports a peer that left (its process ended, its sockets went with it).
+_PEER_LOST = ("closed by peer", "reset by peer", "connection closed", "broken pipe")
 #: Seconds torch's own timeout waits beyond the comm's deadline: the deadline, with its
 #: message naming the collective, ends the job first.
 _SLACK = 60.0
@@ -199,8 +201,8 @@ class TorchComm:
                 if collective is not None:
                     collective(*args)
         except RuntimeError as e:
-            if "closed" not in str(e).lower():  # only a lost peer becomes CommLostError
-                raise
+            if not any(sign in str(e).lower() for sign in _PEER_LOST):
+                raise  # only a lost peer becomes CommLostError
             raise CommLostError(
                 f"rank {self.rank} was in {call.describe()} when another rank left the job "
                 f"or failed ({self.transport}: {str(e).splitlines()[0][:200]}). Look for that "
