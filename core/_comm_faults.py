@@ -19,6 +19,7 @@ A comm plugin for another transport reuses both, as ``anyxp.plugins.mpi`` and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -27,16 +28,25 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from anyxp._env import env_flag, env_seconds
 from anyxp.comm import REDUCE_OPS
 from anyxp.errors import CommMismatchError
 
-__all__ = ["DEFAULT_TIMEOUT", "Agreement", "Call", "check_timeout", "watch"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Agreement",
+    "Call",
+    "check_timeout",
+    "in_collective",
+    "settings",
+    "watch",
+]
 
 _COLLECTIVES = ("allreduce", "broadcast", "allgather", "reduce_scatter", "ppermute", "barrier")
 _CODE = {name: i + 1 for i, name in enumerate(_COLLECTIVES)}
@@ -329,3 +339,25 @@ def check_timeout(timeout: Any) -> float:
             "timeout=60, or timeout=math.inf for no deadline."
         )
     return seconds
+
+
+def settings(checked: bool | None, timeout: Any) -> tuple[bool, float]:
+    """A comm's ``checked`` and ``timeout`` options: as given, else ``ANYXP_COMM_CHECKED``
+    (default on) and ``ANYXP_COMM_TIMEOUT`` (default :data:`DEFAULT_TIMEOUT` seconds)."""
+    on = env_flag("ANYXP_COMM_CHECKED", True) if checked is None else bool(checked)
+    if timeout is None:
+        return on, env_seconds("ANYXP_COMM_TIMEOUT", DEFAULT_TIMEOUT)
+    return on, check_timeout(timeout)
+
+
+@contextlib.contextmanager
+def in_collective(comm: Any, call: Call, agree: Agreement | None) -> Iterator[None]:
+    """The block ``comm`` runs ``call`` in: under its deadline (``comm.waiting``, which
+    :func:`watch` reads), after every rank agreed on it when ``agree`` is given."""
+    comm.waiting = (time.monotonic(), call)
+    try:
+        if agree is not None:
+            agree(call)
+        yield
+    finally:
+        comm.waiting = None

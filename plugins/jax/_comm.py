@@ -40,15 +40,14 @@ import numpy as np
 from mpi4py import MPI
 
 from anyxp._comm_faults import (
-    DEFAULT_TIMEOUT,
     FORWARD_GRACE,
     Agreement,
     Call,
-    check_timeout,
+    in_collective,
     mismatch_message,
+    settings,
     watch,
 )
-from anyxp._env import env_flag, env_seconds
 from anyxp.backend import Backend
 from anyxp.comm import check_array, check_blocks, check_op, check_perm, check_root, source_of
 
@@ -120,12 +119,7 @@ class Mpi4jaxComm:
         self.be = backend
         self.rank = base.Get_rank()
         self.size = base.Get_size()
-        self.checked = env_flag("ANYXP_COMM_CHECKED", True) if checked is None else bool(checked)
-        self.timeout = (
-            env_seconds("ANYXP_COMM_TIMEOUT", DEFAULT_TIMEOUT)
-            if timeout is None
-            else check_timeout(timeout)
-        )
+        self.checked, self.timeout = settings(checked, timeout)
         #: ``(monotonic start, Call)`` while in an eager collective, read by the deadline.
         self.waiting: tuple[float, Call] | None = None
         self.data = base.Dup()  # mpi4jax's collectives
@@ -180,15 +174,10 @@ class Mpi4jaxComm:
             if self.checked and self.size > 1:
                 x = self._agree_traced(call, x)
             return collective(x)
-        self.waiting = (time.monotonic(), call)
-        try:
-            if self._agree is not None:
-                self._agree(call)
+        with in_collective(self, call, self._agree):
             # Eager: wait here, under the deadline, and so that no MPI call of this
             # collective is still running when the next agreement starts.
             return jax.block_until_ready(collective(x))
-        finally:
-            self.waiting = None
 
     def _array(self, what: str, x: Any) -> Any:
         check_array(what, x)
@@ -280,14 +269,10 @@ class Mpi4jaxComm:
             else:
                 mpi4jax.barrier(comm=self.data)
             return
-        self.waiting = (time.monotonic(), call)
-        try:
-            if self._agree is not None:
-                self._agree(call)  # itself a barrier: every rank is in its allreduce
-            else:
+        # Checked, the agreement is itself a barrier: every rank is in its allreduce.
+        with in_collective(self, call, self._agree):
+            if self._agree is None:
                 self.control.Barrier()
-        finally:
-            self.waiting = None
 
 
 def create(backend: Backend, **options: Any) -> Mpi4jaxComm:

@@ -11,14 +11,13 @@ every rank ends with a message instead of hanging).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
-from anyxp._env import env_flag, env_seconds
+from anyxp._comm_faults import in_collective, settings
 from anyxp.backend import Backend
 from anyxp.comm import (
     check_array,
@@ -29,7 +28,7 @@ from anyxp.comm import (
     source_of,
 )
 
-from ._abort import DEFAULT_TIMEOUT, check_timeout, watch
+from ._abort import watch
 from ._agree import Call, mpi_agreement
 
 _OPS = {"sum": MPI.SUM, "prod": MPI.PROD, "max": MPI.MAX, "min": MPI.MIN, "mean": MPI.SUM}
@@ -77,12 +76,7 @@ class MPIComm:
         self.rank = self.mpi.Get_rank()
         self.size = self.mpi.Get_size()
         self.be = backend
-        self.checked = env_flag("ANYXP_COMM_CHECKED", True) if checked is None else bool(checked)
-        self.timeout = (
-            env_seconds("ANYXP_COMM_TIMEOUT", DEFAULT_TIMEOUT)
-            if timeout is None
-            else check_timeout(timeout)
-        )
+        self.checked, self.timeout = settings(checked, timeout)
         #: ``(monotonic start, Call)`` while in a collective, read by the deadline's thread.
         self.waiting: tuple[float, Call] | None = None
         self._agree = mpi_agreement(self.mpi) if self.checked and self.size > 1 else None
@@ -118,14 +112,9 @@ class MPIComm:
 
     def _run(self, call: Call, collective: Callable[..., Any] | None, *args: Any) -> None:
         """Agree on ``call`` (when checked), then run ``collective(*args)``, under the deadline."""
-        self.waiting = (time.monotonic(), call)
-        try:
-            if self._agree is not None:
-                self._agree(call)
+        with in_collective(self, call, self._agree):
             if collective is not None:
                 collective(*args)
-        finally:
-            self.waiting = None
 
     # -- collectives ------------------------------------------------------------
     def allreduce(self, x: Any, op: str = "sum") -> Any:

@@ -25,7 +25,6 @@ import atexit
 import datetime
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,8 +33,7 @@ import torch
 import torch.distributed as dist
 from torch._C import _functorch
 
-from anyxp._comm_faults import DEFAULT_TIMEOUT, Agreement, Call, check_timeout, watch
-from anyxp._env import env_flag, env_seconds
+from anyxp._comm_faults import Agreement, Call, in_collective, settings, watch
 from anyxp.backend import Backend
 from anyxp.comm import check_array, check_blocks, check_op, check_perm, check_root, source_of
 from anyxp.errors import CommLostError
@@ -129,11 +127,7 @@ class TorchComm:
         timeout: float | None = None,
     ) -> None:
         self.be = backend
-        self.timeout = (
-            env_seconds("ANYXP_COMM_TIMEOUT", DEFAULT_TIMEOUT)
-            if timeout is None
-            else check_timeout(timeout)
-        )
+        self.checked, self.timeout = settings(checked, timeout)
         device = torch.device(backend.device)
         if group is None and not dist.is_initialized():
             _start_group(device.type, self.timeout)
@@ -143,7 +137,6 @@ class TorchComm:
         self.transport = dist.get_backend(group)
         # NCCL moves CUDA tensors only; gloo, CPU tensors (and the agreement's rows).
         self._nccl = device.type == "cuda" and "nccl" in str(self.transport)
-        self.checked = env_flag("ANYXP_COMM_CHECKED", True) if checked is None else bool(checked)
         self.waiting: tuple[float, Call] | None = None
         self._agree = Agreement(self._max_rows, self._gather_objects) if self.checked else None
         if self.size == 1:
@@ -193,11 +186,9 @@ class TorchComm:
 
     def _run(self, call: Call, collective: Callable[..., Any] | None, *args: Any) -> None:
         """Agree on ``call`` (when checked), then run ``collective(*args)``, under the deadline."""
-        self.waiting = (time.monotonic(), call)
         try:
-            with torch._C._DisableFuncTorch():  # plain tensors in, plain tensors out
-                if self._agree is not None:
-                    self._agree(call)
+            # Plain tensors in, plain tensors out (the agreement's rows too).
+            with torch._C._DisableFuncTorch(), in_collective(self, call, self._agree):
                 if collective is not None:
                     collective(*args)
         except RuntimeError as e:
@@ -208,8 +199,6 @@ class TorchComm:
                 f"or failed ({self.transport}: {str(e).splitlines()[0][:200]}). Look for that "
                 "rank's traceback above; a rank that returned early skipped a collective."
             ) from e
-        finally:
-            self.waiting = None
 
     @staticmethod
     def _call(name: str, x: torch.Tensor, **args: Any) -> Call:
