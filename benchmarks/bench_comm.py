@@ -4,8 +4,9 @@ For allreduce, allgather and broadcast of float64 messages from 1 KiB to 64 MiB,
 run: mpi4py's own buffer call on numpy arrays (``Allreduce`` into a preallocated
 buffer: the anchor), the same into a new output array per call (the allocation that
 anyxp's result needs too), anyxp unchecked (``comm_options={"checked": False}``), anyxp
-checked (the default: one small Allreduce agrees on the call first), and anyxp checked
-on torch tensors. Every number is a per-call time: the best of ``--repeat`` repetitions,
+checked (the default: one small Allreduce agrees on the call first), each also with
+``out=`` (into the same preallocated buffer as the raw call; broadcast in place), and
+anyxp checked on torch tensors. Every number is a per-call time: the best of ``--repeat`` repetitions,
 each a loop of calls started after a barrier and timed as the slowest rank's.
 
 A last table shows why the deadline is kept by a watchdog thread around the blocking
@@ -35,6 +36,15 @@ import anyxp
 
 WORLD = MPI.COMM_WORLD
 COLLECTIVES = ("allreduce", "allgather", "broadcast")
+#: The columns after raw mpi4py, each with its ratio to it.
+VARIANTS = (
+    "raw, new output",
+    "anyxp unchecked",
+    "anyxp unchecked, out=",
+    "anyxp checked",
+    "anyxp checked, out=",
+    "anyxp checked, torch",
+)
 UNITS = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "B": 1}
 
 
@@ -78,22 +88,27 @@ def variants(collective: str, nbytes: int) -> dict[str, Callable[[], Any]]:
     checked = anyxp.backend("numpy", comm="mpi").comm
     on_torch = anyxp.backend("torch", comm="mpi").comm
     xt = torch.from_numpy(x.copy())
+    out_buffer = None
     if collective == "allreduce":
-        out = np.empty_like(x)
+        out = out_buffer = np.empty_like(x)
         raw = lambda: WORLD.Allreduce(x, out, op=MPI.SUM)  # noqa: E731
         fresh = lambda: WORLD.Allreduce(x, np.empty_like(x), op=MPI.SUM)  # noqa: E731
     elif collective == "allgather":
-        out = np.empty((WORLD.size, n))
+        out = out_buffer = np.empty((WORLD.size, n))
         raw = lambda: WORLD.Allgather(x, out)  # noqa: E731
         fresh = lambda: WORLD.Allgather(x, np.empty((WORLD.size, n)))  # noqa: E731
     else:
         raw = lambda: WORLD.Bcast(x, root=0)  # noqa: E731
         fresh = lambda: WORLD.Bcast(x.copy(), root=0)  # noqa: E731
+    # out=: into the raw call's own preallocated buffer (broadcast: in place, as Bcast).
+    into = x if collective == "broadcast" else out_buffer
     return {
         "raw mpi4py": raw,
         "raw, new output": fresh,
         "anyxp unchecked": lambda: getattr(unchecked, collective)(x),
+        "anyxp unchecked, out=": lambda: getattr(unchecked, collective)(x, out=into),
         "anyxp checked": lambda: getattr(checked, collective)(x),
+        "anyxp checked, out=": lambda: getattr(checked, collective)(x, out=into),
         "anyxp checked, torch": lambda: getattr(on_torch, collective)(xt),
     }
 
@@ -120,23 +135,14 @@ def table(collective: str, rows: list[tuple[int, dict[str, float]]]) -> list[str
     lines = [
         f"### {collective}",
         "",
-        "| message | raw mpi4py | bandwidth | raw, new output | anyxp unchecked "
-        "| anyxp checked | anyxp checked, torch |",
-        "|---|---|---|---|---|---|---|",
+        "| message | raw mpi4py | bandwidth | " + " | ".join(VARIANTS) + " |",
+        "|---|---|---|" + "---|" * len(VARIANTS),
     ]
     for nbytes, t in rows:
         raw = t["raw mpi4py"]
         lines.append(
             f"| {show_size(nbytes)} | {raw * 1e6:.1f} µs | {nbytes / raw / 1e9:.2f} GB/s | "
-            + " | ".join(
-                cell(t, v)
-                for v in (
-                    "raw, new output",
-                    "anyxp unchecked",
-                    "anyxp checked",
-                    "anyxp checked, torch",
-                )
-            )
+            + " | ".join(cell(t, v) for v in VARIANTS)
             + " |"
         )
     return [*lines, ""]
@@ -148,8 +154,8 @@ def summary(results: dict[str, list[tuple[int, dict[str, float]]]]) -> list[str]
         "## Latency added per call",
         "",
         "| collective | message | raw mpi4py | raw, new output | anyxp unchecked (- raw) "
-        "| anyxp checked (- raw) | checked - unchecked |",
-        "|---|---|---|---|---|---|---|",
+        "| anyxp unchecked, out= (- raw) | anyxp checked (- raw) | checked - unchecked |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for collective, rows in results.items():
         for nbytes, t in rows:
@@ -157,9 +163,11 @@ def summary(results: dict[str, list[tuple[int, dict[str, float]]]]) -> list[str]
                 continue
             raw, fresh = t["raw mpi4py"], t["raw, new output"]
             unchecked, checked = t["anyxp unchecked"], t["anyxp checked"]
+            into = t["anyxp unchecked, out="]
             lines.append(
                 f"| {collective} | {show_size(nbytes)} | {raw * 1e6:.1f} µs | {fresh * 1e6:.1f} µs "
                 f"| {unchecked * 1e6:.1f} µs ({(unchecked - raw) * 1e6:+.1f}) "
+                f"| {into * 1e6:.1f} µs ({(into - raw) * 1e6:+.1f}) "
                 f"| {checked * 1e6:.1f} µs ({(checked - raw) * 1e6:+.1f}) "
                 f"| {(checked - unchecked) * 1e6:+.1f} µs |"
             )

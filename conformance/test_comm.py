@@ -134,6 +134,65 @@ def test_result_is_a_new_array(backend):
     np.testing.assert_array_equal(backend.to_numpy(x), host_before)
 
 
+@requires("comm.out")
+def test_out_receives_every_collective_s_result(backend):
+    """With ``out=``, the result is written into the given array, which is returned."""
+    xp, c, n = backend.xp, backend.comm, backend.comm.size
+
+    def empty(shape):
+        return xp.empty(shape, dtype=backend.float_dtype, device=backend.device)
+
+    try:
+        empty((1,))[...] = 0.0
+    except (TypeError, ValueError, NotImplementedError):
+        with pytest.raises(TypeError, match=r"out="):  # immutable arrays: said so
+            c.allreduce(_full(backend, 1.0), out=empty((3,)))
+        return
+
+    mine = _full(backend, c.rank + 1)
+    expected = {
+        "allreduce": (c.allreduce, (mine,), {}, (3,), np.full(3, n * (n + 1) / 2)),
+        "mean": (c.allreduce, (mine, "mean"), {}, (3,), np.full(3, (n + 1) / 2)),
+        "broadcast": (c.broadcast, (mine,), {"root": 0}, (3,), np.ones(3)),
+        "allgather": (
+            c.allgather, (mine,), {}, (n, 3), np.repeat(np.arange(1.0, n + 1)[:, None], 3, 1)
+        ),
+        "reduce_scatter": (
+            c.reduce_scatter, (_full(backend, c.rank + 1, (2 * n,)),), {}, (2,),
+            np.full(2, n * (n + 1) / 2),
+        ),
+        "ppermute": (
+            c.ppermute, (mine, [(r, (r + 1) % n) for r in range(n)]), {}, (3,),
+            np.full(3, (c.rank - 1) % n + 1.0),
+        ),
+    }  # fmt: skip
+    for name, (call, args, kwargs, shape, want) in expected.items():
+        out = empty(shape)
+        got = call(*args, **kwargs, out=out)
+        assert got is out, f"{name}(out=...) returned a new array, not out"
+        check(backend, out, want)
+    # In place: out=x, for the collectives whose result has x's shape.
+    x = _full(backend, c.rank + 1)
+    assert c.allreduce(x, out=x) is x
+    check(backend, x, np.full(3, n * (n + 1) / 2))
+    y = _full(backend, c.rank + 1)
+    c.broadcast(y, root=0, out=y)
+    check(backend, y, np.ones(3))
+    z = _full(backend, c.rank + 1)
+    c.ppermute(z, [(r, (r + 1) % n) for r in range(n)], out=z)
+    check(backend, z, np.full(3, (c.rank - 1) % n + 1.0))
+
+
+@requires("comm.out", "comm.allreduce")
+def test_out_of_the_wrong_shape_or_dtype_is_a_clear_error(backend):
+    xp, c = backend.xp, backend.comm
+    x = _full(backend, 1.0)
+    with pytest.raises(ValueError, match=r"shape \(3,\) and dtype.*got shape \(4,\)"):
+        c.allreduce(x, out=xp.empty((4,), dtype=backend.float_dtype, device=backend.device))
+    with pytest.raises(ValueError, match="dtype"):
+        c.allreduce(x, out=xp.empty((3,), dtype=xp.int32, device=backend.device))
+
+
 @requires("comm.barrier")
 def test_barrier(backend):
     assert backend.comm.barrier() is None

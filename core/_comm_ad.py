@@ -59,9 +59,11 @@ class DifferentiableComm:
         out, _ = self.be.ad.custom_vjp(fun, fwd, bwd)(x)
         return out
 
-    def allreduce(self, x: Any, op: str = "sum") -> Any:
-        """``allreduce`` with its derivative."""
+    def allreduce(self, x: Any, op: str = "sum", *, out: Any = None) -> Any:
+        """``allreduce`` with its derivative (none into ``out``)."""
         inner, xp = self.inner, self.be.xp
+        if out is not None:
+            return inner.allreduce(x, op, out=out)
 
         def back(x: Any, bar: Any) -> Any:
             if op in ("sum", "mean"):
@@ -75,9 +77,11 @@ class DifferentiableComm:
 
         return self._rule("allreduce", lambda x: inner.allreduce(x, op), back, x)
 
-    def broadcast(self, x: Any, root: int = 0) -> Any:
-        """``broadcast`` with its derivative."""
+    def broadcast(self, x: Any, root: int = 0, *, out: Any = None) -> Any:
+        """``broadcast`` with its derivative (none into ``out``)."""
         inner, xp = self.inner, self.be.xp
+        if out is not None:
+            return inner.broadcast(x, root, out=out)
 
         def back(x: Any, bar: Any) -> Any:
             total = inner.allreduce(bar, "sum")
@@ -85,18 +89,22 @@ class DifferentiableComm:
 
         return self._rule("broadcast", lambda x: inner.broadcast(x, root), back, x)
 
-    def allgather(self, x: Any) -> Any:
-        """``allgather`` with its derivative."""
+    def allgather(self, x: Any, *, out: Any = None) -> Any:
+        """``allgather`` with its derivative (none into ``out``)."""
         inner, xp = self.inner, self.be.xp
+        if out is not None:
+            return inner.allgather(x, out=out)
 
         def back(x: Any, bar: Any) -> Any:
             return xp.reshape(inner.reduce_scatter(bar, "sum"), x.shape)
 
         return self._rule("allgather", inner.allgather, back, x)
 
-    def reduce_scatter(self, x: Any, op: str = "sum") -> Any:
-        """``reduce_scatter`` with its derivative (``sum`` and ``mean``)."""
+    def reduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None) -> Any:
+        """``reduce_scatter`` with its derivative (``sum`` and ``mean``; none into ``out``)."""
         inner, xp = self.inner, self.be.xp
+        if out is not None:
+            return inner.reduce_scatter(x, op, out=out)
 
         def back(x: Any, bar: Any) -> Any:
             if op not in ("sum", "mean"):
@@ -109,9 +117,11 @@ class DifferentiableComm:
 
         return self._rule("reduce_scatter", lambda x: inner.reduce_scatter(x, op), back, x)
 
-    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]]) -> Any:
-        """``ppermute`` with its derivative: the inverse permutation."""
+    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]], *, out: Any = None) -> Any:
+        """``ppermute`` with its derivative: the inverse permutation (none into ``out``)."""
         inner = self.inner
+        if out is not None:
+            return inner.ppermute(x, perm, out=out)
         inverse = [(int(d), int(s)) for s, d in perm]
         return self._rule(
             "ppermute",

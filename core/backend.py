@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from anyxp._comm_ad import differentiable
+from anyxp._warnings import warn_user
 from anyxp.ad import AD, DeclaredAD
 from anyxp.capabilities import COMM_CAPABILITIES
 from anyxp.comm import Comm, LocalComm
@@ -99,7 +101,7 @@ class Backend:
     comm: Comm
     to_numpy_fn: Callable[[Any], np.ndarray] = dataclasses.field(repr=False)
     device_of: Callable[[Any], Any] = dataclasses.field(repr=False)
-    comm_capabilities: frozenset[str] = COMM_CAPABILITIES
+    comm_capabilities: frozenset[str] = COMM_CAPABILITIES | {"comm.out"}  # the local comm
     materialize_fn: Callable[..., tuple[Any, ...]] | None = dataclasses.field(
         default=None, repr=False
     )
@@ -233,13 +235,26 @@ class Backend:
             return arr if target is None or arr.dtype == target else xp.astype(arr, target)
         return xp.asarray(obj, dtype=dtype, device=self.device, copy=copy)
 
-    def materialize(self, *arrays: Any) -> tuple[Any, ...]:
+    def materialize(self, *arrays: Any, progress: bool = False) -> tuple[Any, ...]:
         """Compute lazy arrays now, together, and return them (eager arrays unchanged).
 
         Iterative algorithms call it once per iteration on their state, so that a lazy
-        backend (dask) does not grow one graph across all iterations.
+        backend (dask) does not grow one graph across all iterations. With
+        ``progress=True`` the plugin's ``materialize`` is asked to show the computation's
+        progress (dask: per task); one that takes no ``progress`` keyword computes
+        without it, with a warning.
         """
-        return arrays if self.materialize_fn is None else self.materialize_fn(*arrays)
+        if self.materialize_fn is None:
+            return arrays
+        if not progress:
+            return self.materialize_fn(*arrays)
+        if "progress" not in inspect.signature(self.materialize_fn).parameters:
+            warn_user(
+                f"the {self.name} backend's materialize takes no progress keyword, so no "
+                "progress is shown; its plugin can add one (see writing-a-plugin)"
+            )
+            return self.materialize_fn(*arrays)
+        return self.materialize_fn(*arrays, progress=True)
 
     @property
     def lazy(self) -> bool:

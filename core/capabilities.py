@@ -34,13 +34,18 @@ CAPABILITIES = MappingProxyType(
         "comm.reduce_scatter": "comm.reduce_scatter",
         "comm.ppermute": "comm.ppermute",
         "comm.barrier": "comm.barrier",
+        "comm.out": "every collective but barrier takes out=: it writes the result into a "
+        "preallocated array of the result's shape and dtype and returns it, with no new "
+        "buffer per call (where arrays can be written into: immutable ones, as JAX's, raise "
+        "TypeError)",
     }
 )
 
 AD_CAPABILITIES = ("ad.grad", "ad.vjp", "ad.jvp", "ad.jacobian", "ad.hessian", "ad.custom")
 
-#: What a comm with every collective declares (the local comm among them).
-COMM_CAPABILITIES = frozenset(c for c in CAPABILITIES if c.startswith("comm."))
+#: What a comm with every collective declares (the local comm among them); ``comm.out``
+#: is declared apart, by comms whose collectives also write into given arrays.
+COMM_CAPABILITIES = frozenset(c for c in CAPABILITIES if c.startswith("comm.") and c != "comm.out")
 
 
 def check_capabilities(declared: frozenset[str]) -> None:

@@ -15,7 +15,12 @@ Semantics (the same at size 1 and size N):
 Every rank calls the same collectives in the same order, with the same ``op``, ``root``
 and ``perm`` and arrays of one shape and dtype. ``x`` is an array of the backend (a
 Python number or list raises ``TypeError``: pass ``be.asarray(...)``), and every result
-is a new array. A comm between processes may check the agreement and raise
+is a new array, unless the comm declares ``comm.out`` and the caller passes ``out=``: a
+preallocated, contiguous array of the backend with the result's shape and dtype, which
+the result is written into and which is returned (``out`` may be ``x`` itself for
+``allreduce`` and ``broadcast``: in place). Results written into ``out`` carry no
+derivative. Large messages gain most: a new result buffer per call costs page faults
+that a reused one does not. A comm between processes may check the agreement and raise
 ``anyxp.CommMismatchError`` on every rank; the local comm has nothing to disagree with.
 The checks of one rank's own arguments live here, so both comms raise the same errors.
 """
@@ -32,9 +37,12 @@ __all__ = [
     "check_array",
     "check_blocks",
     "check_op",
+    "check_out",
     "check_perm",
     "check_root",
+    "no_out",
     "source_of",
+    "write_into",
 ]
 
 REDUCE_OPS = ("sum", "prod", "max", "min", "mean")
@@ -47,11 +55,11 @@ class Comm(Protocol):
     rank: int
     size: int
 
-    def allreduce(self, x: Any, op: str = "sum") -> Any: ...
-    def broadcast(self, x: Any, root: int = 0) -> Any: ...
-    def allgather(self, x: Any) -> Any: ...
-    def reduce_scatter(self, x: Any, op: str = "sum") -> Any: ...
-    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]]) -> Any: ...
+    def allreduce(self, x: Any, op: str = "sum", *, out: Any = None) -> Any: ...
+    def broadcast(self, x: Any, root: int = 0, *, out: Any = None) -> Any: ...
+    def allgather(self, x: Any, *, out: Any = None) -> Any: ...
+    def reduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None) -> Any: ...
+    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]], *, out: Any = None) -> Any: ...
     def barrier(self) -> None: ...
 
 
@@ -83,6 +91,42 @@ def check_op(op: str, dtype: Any, xp: Any) -> None:
         raise TypeError(
             f"allreduce(op='mean') needs a floating dtype, got {dtype}; "
             "cast first with xp.astype(x, be.float_dtype)."
+        )
+
+
+def check_out(what: str, out: Any, shape: tuple[int, ...], dtype: Any) -> None:
+    """Raise ``ValueError`` unless ``out`` can hold ``what``'s result of ``shape`` and
+    ``dtype`` (``TypeError`` unless it is an array at all)."""
+    if getattr(out, "shape", None) == shape and getattr(out, "dtype", None) == dtype:
+        return  # the hot path: no message built
+    check_array(f"{what}(out=...)", out)
+    if tuple(out.shape) != tuple(shape) or out.dtype != dtype:
+        raise ValueError(
+            f"{what}(out=...) needs an array of shape {tuple(shape)} and dtype {dtype} "
+            f"for its result, got shape {tuple(out.shape)} and dtype {out.dtype}; allocate "
+            "it once with xp.empty(shape, dtype=...) and pass it to every call"
+        )
+
+
+def write_into(what: str, out: Any, result: Any) -> Any:
+    """Write ``result`` into ``out`` and return ``out``; ``TypeError`` naming ``what``
+    where ``out``'s arrays cannot be written into (JAX's)."""
+    try:
+        out[...] = result
+    except (TypeError, NotImplementedError) as e:
+        raise TypeError(
+            f"{what}(out=...) writes into out, but {type(out).__name__} arrays cannot be "
+            "written into; drop out= and use the returned array"
+        ) from e
+    return out
+
+
+def no_out(comm: str, what: str, out: Any) -> None:
+    """Raise ``TypeError`` when ``out`` is given to a comm that cannot write into arrays."""
+    if out is not None:
+        raise TypeError(
+            f"{what}(out=...) is not offered by the {comm} comm (it does not declare "
+            "comm.out): its arrays are immutable; drop out= and use the returned array"
         )
 
 
@@ -144,35 +188,44 @@ class LocalComm:
         # this copy must keep the derivative.)
         return self.xp.stack([x])[0, ...]
 
-    def allreduce(self, x: Any, op: str = "sum") -> Any:
+    def _give(self, what: str, result: Any, out: Any) -> Any:
+        """``result``, or ``out`` holding it."""
+        if out is None:
+            return result
+        check_out(what, out, tuple(result.shape), result.dtype)
+        return write_into(what, out, result)
+
+    def allreduce(self, x: Any, op: str = "sum", *, out: Any = None) -> Any:
         """Return the reduction over the one rank (a copy of ``x``)."""
         check_array("allreduce", x)
         check_op(op, x.dtype, self.xp)
-        return self._copy(x)
+        return self._give("allreduce", x if out is not None else self._copy(x), out)
 
-    def broadcast(self, x: Any, root: int = 0) -> Any:
+    def broadcast(self, x: Any, root: int = 0, *, out: Any = None) -> Any:
         """Return ``root``'s ``x``; ``root`` must be 0."""
         check_array("broadcast", x)
         check_root(root, 1)
-        return self._copy(x)
+        return self._give("broadcast", x if out is not None else self._copy(x), out)
 
-    def allgather(self, x: Any) -> Any:
+    def allgather(self, x: Any, *, out: Any = None) -> Any:
         """Return ``x`` with a new leading axis of length 1."""
         check_array("allgather", x)
-        return self.xp.stack([x])
+        return self._give("allgather", self.xp.stack([x]), out)
 
-    def reduce_scatter(self, x: Any, op: str = "sum") -> Any:
+    def reduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None) -> Any:
         """Return the reduction of ``x``, all of it being this rank's block."""
         check_array("reduce_scatter", x)
         check_op(op, x.dtype, self.xp)
         check_blocks(tuple(x.shape), 1)
-        return self._copy(x)
+        return self._give("reduce_scatter", x if out is not None else self._copy(x), out)
 
-    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]]) -> Any:
+    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]], *, out: Any = None) -> Any:
         """Return ``x`` if ``perm`` sends rank 0 to itself, else zeros."""
         check_array("ppermute", x)
         check_perm(perm, 1)
-        return self._copy(x) if source_of(0, perm) == 0 else self.xp.zeros_like(x)
+        if source_of(0, perm) != 0:
+            return self._give("ppermute", self.xp.zeros_like(x), out)
+        return self._give("ppermute", x if out is not None else self._copy(x), out)
 
     def barrier(self) -> None:
         """Return at once: there is no other rank to wait for."""

@@ -143,7 +143,7 @@ def lorenz_rho(t, y, rho):
 
 @pytest.mark.anyxp_requires("dask")
 @pytest.mark.timeout(180)
-def test_a_dask_ensemble_runs_block_by_block_on_a_distributed_cluster():
+def test_a_dask_ensemble_runs_block_by_block_on_a_distributed_cluster(capsys):
     import dask.array as da
     from dask.distributed import Client, LocalCluster, get_task_stream
 
@@ -165,7 +165,10 @@ def test_a_dask_ensemble_runs_block_by_block_on_a_distributed_cluster():
             params=da.from_array(rho, chunks=100),
             rtol=1e-8,
             atol=1e-10,
+            progress=True,
         )
+        # The cluster's own progress bar, drawn as the blocks finished.
+        assert "100% Completed" in capsys.readouterr().out
         assert sol.backend.name == "dask"
         assert sol.y.chunks[1] == (100, 100, 100, 100)  # one block per chunk of rows
         assert sol.success
@@ -177,3 +180,33 @@ def test_a_dask_ensemble_runs_block_by_block_on_a_distributed_cluster():
     assert len({t["worker"] for t in blocks}) >= 1
     np.testing.assert_allclose(y, np.asarray(ref.y), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(accepted, np.asarray(ref.stats["accepted"]))
+
+
+def test_progress_follows_the_slowest_trajectory(capsys):
+    rho = np.linspace(0.0, 21.0, 5)
+    y0 = np.tile([1.0, 0.0, 0.0], (5, 1))
+    sol = solve_ensemble(lorenz_rho, (0.0, 2.0), y0, params=rho, progress=True)
+    assert sol.success
+    err = capsys.readouterr().err
+    assert "100%" in err and "t=2/2" in err
+
+
+def test_progress_on_dask_without_a_cluster_uses_dask_s_bar(capsys):
+    import dask.array as da
+
+    y0 = np.tile([1.0, 0.0, 0.0], (4, 1))
+    rho = np.linspace(0.0, 21.0, 4)
+    sol = solve_ensemble(
+        lorenz_rho, (0.0, 0.5), da.from_array(y0, chunks=(2, 3)),
+        params=da.from_array(rho, chunks=2), progress=True,
+    )  # fmt: skip
+    assert "Completed" in capsys.readouterr().out  # dask.diagnostics.ProgressBar
+    ref = solve_ensemble(lorenz_rho, (0.0, 0.5), y0, params=rho)
+    np.testing.assert_allclose(sol.backend.to_numpy(sol.y), np.asarray(ref.y), rtol=1e-12)
+
+
+def test_progress_on_a_compiled_backend_is_a_clear_error():
+    jnp = pytest.importorskip("jax.numpy")
+    y0 = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match="compiles the whole ensemble"):
+        solve_ensemble(lorenz_rho, (0.0, 1.0), y0, params=jnp.ones(2), progress=True)

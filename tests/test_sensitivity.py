@@ -211,6 +211,17 @@ def test_checkpointed_equals_direct_whatever_the_checkpoints(name):
         np.testing.assert_allclose(g, direct, rtol=1e-12, err_msg=f"checkpoints={checkpoints}")
 
 
+def test_default_checkpoints_keep_every_step_until_the_memory_budget():
+    from anyxp.ode._replay import ALL_STEPS_BYTES, checkpoint_slots
+
+    small = np.zeros((1, 2))
+    assert checkpoint_slots(500, small, None) == 500  # every step: nothing recomputed
+    assert checkpoint_slots(500, small, 7) == 7  # asked for: obeyed
+    # A state so large that every step's copy would pass the budget: sqrt(steps) then.
+    big = np.broadcast_to(0.0, (ALL_STEPS_BYTES // (2 * 8 * 100) + 1, 100))  # no memory
+    assert checkpoint_slots(10_000, big, None) == 100
+
+
 # -- linear systems: the matrix exponential ----------------------------------------------------
 @settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 2**16), n=st.integers(2, 4), horizon=st.floats(0.2, 2.0))

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from anyxp._warnings import warn_user
 from anyxp.backend import Backend
 from anyxp.gsa._checks import check_output, check_width
 from anyxp.gsa._design import Design
@@ -41,12 +40,7 @@ def evaluate(
     """Return the model's outputs at every row of ``design``, ``(rows, k)`` on ``be``, and
     whether the model returns one output as a vector, ``(rows,)``."""
     if be.has_row_blocks:
-        if progress:
-            warn_user(
-                "progress=True draws a bar on eager backends only; on dask, wrap the call in "
-                "`with dask.diagnostics.ProgressBar():`, or watch the distributed dashboard"
-            )
-        return _in_row_blocks(be, model, design, chunk)
+        return _in_row_blocks(be, model, design, chunk, progress)
     return _on_ranks(be, model, design, chunk, progress)
 
 
@@ -87,7 +81,7 @@ def _on_ranks(
 
 
 def _in_row_blocks(
-    be: Backend, model: Callable[[Any], Any], design: Design, chunk: int | None
+    be: Backend, model: Callable[[Any], Any], design: Design, chunk: int | None, progress: bool
 ) -> tuple[Any, bool]:
     import anyxp
 
@@ -109,6 +103,8 @@ def _in_row_blocks(
         return (xp_block.astype(check_width(y, k), dtype),)
 
     (y,) = be.map_row_blocks(run_block, (x,), ((0, lambda n: (n, k), dtype),))
+    if progress:  # the model runs now, one tick per block; else when the indices need it
+        (y,) = be.materialize(y, progress=True)
     return y, vector
 
 

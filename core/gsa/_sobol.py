@@ -122,7 +122,8 @@ def sobol(
         Rows per call of ``model``, to bound its memory (default: all of a rank's rows at
         once; on dask, blocks of ``rows / 32``, at least 1024).
     progress : bool, optional
-        Show a progress bar over the rows (tqdm, rank 0; without ``chunk``, 20 chunks).
+        Show a progress bar over the rows (tqdm, rank 0; without ``chunk``, 20 chunks);
+        on dask, one tick per block (``distributed``'s bar on an active client).
 
     Returns
     -------

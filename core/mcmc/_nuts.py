@@ -10,9 +10,10 @@ diverges, or ``max_depth`` doublings are done.
   candidate in proportion to its weight; a finished subtree's candidate replaces the
   trajectory's with probability ``min(1, W_subtree / W_old)`` (biased progressive
   sampling, favouring the far end).
-- **Generalized no-U-turn criterion.** A span of leaves turns when the sum of its
-  momenta ``rho`` no longer points along both end velocities: ``v_start . rho <= 0`` or
-  ``v_end . rho <= 0`` with ``v = M^{-1} p``. It is checked on the whole trajectory after
+- **Generalized no-U-turn criterion.** A span of leaves turns when the integral of its
+  momenta (the trapezoidal rule: ``rho`` the sum, less half of each end's momentum) no
+  longer points along both end velocities: ``v_start . rho' <= 0`` or
+  ``v_end . rho' <= 0`` with ``v = M^{-1} p``. It is checked on the whole trajectory after
   each doubling and, within the new subtree, on every binary sub-subtree as it completes;
   a turning or divergent subtree is discarded and ends the iteration.
 
@@ -174,7 +175,7 @@ class NUTSKernel:
         m = merge[:, None]
         take_sub = merge & (xp.log(u[:, 1]) < sub_log_w - s.log_w)
         rho = xp.where(m, s.rho + sub_rho, s.rho)
-        u_turn = _turns(xp, inv_mass * p_left, inv_mass * p_right, rho)
+        u_turn = _turns(xp, p_left, p_right, rho, inv_mass)
         depth = s.depth + xp.astype(merge, s.depth.dtype)
         done = stop_inside | (merge & (u_turn | (depth >= self.max_depth)))
 
@@ -214,7 +215,7 @@ class NUTSKernel:
         ck_rho = xp.where(store, s.sub_rho[:, None, :], s.ck_rho)
         sub_rho = s.sub_rho + p
         span = sub_rho[:, None, :] - ck_rho  # momentum sums of the spans ending here
-        turning = _turns(xp, inv_mass[:, None, :] * ck_p, (inv_mass * p)[:, None, :], span)
+        turning = _turns(xp, ck_p, p[:, None, :], span, inv_mass[:, None, :])
         ending = (self._slots >= ones - trailing) & (self._slots < ones)
         return ck_p, ck_rho, sub_rho, xp.any(ending & turning, axis=1)
 
@@ -226,7 +227,14 @@ class NUTSKernel:
         return Transition(s.proposal, accept, s.divergent, s.steps, depth)
 
 
-def _turns(xp: Any, v_start: Any, v_end: Any, rho: Any) -> Any:
-    """Whether a span with end velocities ``v_start``, ``v_end`` and momentum sum ``rho``
-    has turned (Betancourt's generalized criterion)."""
-    return (xp.sum(v_start * rho, axis=-1) <= 0) | (xp.sum(v_end * rho, axis=-1) <= 0)
+def _turns(xp: Any, p_start: Any, p_end: Any, rho: Any, inv_mass: Any) -> Any:
+    """Whether a span with end momenta ``p_start``, ``p_end`` and momentum sum ``rho``
+    has turned (Betancourt's generalized criterion).
+
+    ``rho`` minus half of each end's momentum is the trapezoidal rule's integral of the
+    momentum along the span (Betancourt 2017, A.4.2), as numpyro uses; the plain sum
+    counts each end in full and lets trajectories run a little longer before they stop.
+    """
+    inner = rho - (p_start + p_end) / 2
+    v_start, v_end = inv_mass * p_start, inv_mass * p_end
+    return (xp.sum(v_start * inner, axis=-1) <= 0) | (xp.sum(v_end * inner, axis=-1) <= 0)

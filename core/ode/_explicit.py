@@ -304,6 +304,11 @@ class Stepper:
         q = dense.shape[1]
         powers = xp.stack([theta ** (j + 1) for j in range(q)], axis=-1)  # (m, [B,] q)
         powers = xp.astype(powers, dense.dtype)  # real times, maybe complex states
+        if self.batched and getattr(self.be.control, "compiled", False):
+            # Elementwise products summed: one fused loop each, not two small dots.
+            weights = xp.sum(powers[..., None] * dense.T[None, None, :, :], axis=-2)  # (m, B, s)
+            mix = xp.sum(weights[..., None] * xp.permute_dims(K, (1, 0, 2))[None, ...], axis=2)
+            return y[None, :, :] + hs[None, :, None] * mix
         weights = powers @ xp.permute_dims(dense, (1, 0))  # (m, [B,] s)
         if not self.batched:
             return y[None, :] + hs * (weights @ xp.stack(K))

@@ -9,6 +9,7 @@ of one).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,7 @@ def run_masked(
     t_eval: np.ndarray,
     log: bool = False,
     events: tuple[tuple[Event, Any], ...] = (),
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Integrate a batch ``y0`` of shape (B, n); store the states at ``t_eval``.
 
@@ -94,6 +96,8 @@ def run_masked(
     ``log=True`` also ``log``: the accepted steps, see :class:`StepLog`. ``events`` pairs
     each :class:`Event` with its function on the batch (``g(t, y) -> (B,)``); the result
     then has ``events``: each one's first time and state per row (NaN: none) and count.
+    ``progress(fraction)`` (eager backends only: it reads values) is told, before each
+    step, how far through the interval the slowest running trajectory is.
     """
     be, xp = st.be, st.be.xp
     dt, dev = st.dtype, be.device
@@ -139,7 +143,11 @@ def run_masked(
     state0 = (*state0, stiffness0, log0, events0)
 
     def cond(state: Any) -> Any:
-        return xp.any(state[7] == RUNNING)
+        running = state[7] == RUNNING
+        if progress is not None:
+            reached = xp.abs(xp.where(running, state[0], T1) - T0)
+            progress(float(xp.min(reached)) / max(abs(span.t1 - span.t0), tiny))
+        return xp.any(running)
 
     def body(state: Any) -> Any:
         t, y, f0, h, acc, rej, counts, status, rej_last, out, stiffness, log_state, ev = state

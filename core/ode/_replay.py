@@ -14,7 +14,9 @@ parameters.
 - :func:`reverse` is the reverse sweep of ``checkpointed``: states are kept at
   ``checkpoints`` steps, each segment between them is recomputed once and swept back with
   one VJP per step (two-level checkpointing: memory ``checkpoints + steps / checkpoints``
-  states, at most one recomputation of each step).
+  states, at most one recomputation of each step). Compiled, by default every step's
+  state is kept while they fit in 64 MiB (no recomputation), else ``sqrt(steps)``;
+  eager, ``sqrt(steps)`` states and one VJP per segment.
 """
 
 from __future__ import annotations
@@ -176,6 +178,22 @@ def outputs(rp: Replay, inputs: Inputs) -> Any:
     return stored
 
 
+#: With ``checkpoints=None``, the reverse sweep keeps every step's state when all of them
+#: (``y`` and ``f``) fit in this many bytes: then no step is computed a third time.
+ALL_STEPS_BYTES = 64 * 2**20
+
+
+def checkpoint_slots(n_log: int, y: Any, checkpoints: int | None) -> int:
+    """How many states pass one keeps: ``checkpoints``; by default every step's while
+    they fit in :data:`ALL_STEPS_BYTES`, else ``sqrt(steps)``."""
+    if checkpoints is not None:
+        return max(1, min(n_log, checkpoints))
+    per_step = 2 * math.prod(y.shape) * getattr(y.dtype, "itemsize", 8)
+    if n_log * per_step <= ALL_STEPS_BYTES:
+        return max(1, n_log)
+    return max(1, min(n_log, math.ceil(math.sqrt(n_log))))
+
+
 def reverse(rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None) -> Inputs:
     """The cotangents of the inputs, given those of the stored states (checkpointed).
 
@@ -183,12 +201,14 @@ def reverse(rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None
     Pass two, segment by segment from the last: replay the segment keeping its states,
     then sweep it back with one VJP per step.
     """
+    if not getattr(rp.be.control, "compiled", False):
+        return _reverse_by_segments(rp, inputs, stored_bar, checkpoints)
     be, xp = rp.be, rp.be.xp
     ad = be.ad
     n_log = rp.ts.shape[0]
-    slots = max(1, min(n_log, checkpoints or math.ceil(math.sqrt(max(n_log, 1)))))
-    span = max(1, math.ceil(n_log / slots))  # steps per segment
     y, f, _ = rp.first(inputs)
+    slots = checkpoint_slots(n_log, y, checkpoints)
+    span = max(1, math.ceil(n_log / slots))  # steps per segment
     n = rp.n_iter
 
     def save(buffer: Any, k: Any, value: Any) -> Any:
@@ -233,7 +253,7 @@ def reverse(rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None
         def recompute(j: Any, state: Any) -> Any:
             y, f, seg_y, seg_f = state
             i = start + j
-            live = i < n
+            live = (i < n) & (j < span - 1)  # the segment's last step feeds nothing kept
             seg_y, seg_f = save(seg_y, j, y), save(seg_f, j, f)
             y, f = be.cond(live, lambda: rp.step(i, y, f, inputs, rows=False)[:2], lambda: (y, f))
             return y, f, seg_y, seg_f
@@ -260,8 +280,54 @@ def reverse(rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None
     y_bar, f_bar, rest_bar, _, _ = be.fori_loop(
         0, n_segments, segment, (y_bar, f_bar, rest_bar, seg_y, xp.zeros_like(seg_y))
     )
-    # The start: f(t0, y0) fed the first step, and the rows stored at t0 are y0.
-    _, pullback = ad.vjp(
+    return _through_the_start(rp, inputs, stored_bar, y_bar, f_bar, rest_bar)
+
+
+def _reverse_by_segments(
+    rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None
+) -> Inputs:
+    """:func:`reverse` on an eager backend: the same pass one (``sqrt(steps)`` states by
+    default), then one VJP per segment over all its steps, its forward recomputed with
+    the graph. An eager library pays per VJP call far more than per step (torch.func
+    builds its transform each time), so a call per segment rather than per step; the
+    graph held is one segment's."""
+    ad, xp = rp.be.ad, rp.be.xp
+    n = int(rp.n_iter)
+    y, f, _ = rp.first(inputs)
+    slots = max(1, min(n, checkpoints or math.ceil(math.sqrt(max(n, 1)))))
+    span = max(1, math.ceil(n / slots))
+    starts = []
+    for i in range(n):  # pass one: the segments' first states
+        if i % span == 0:
+            starts.append((y, f))
+        y, f, _ = rp.step(i, y, f, inputs, rows=False)
+    y_bar, f_bar = xp.zeros_like(y), xp.zeros_like(f)
+    rest_bar = tuple(xp.zeros_like(x) for x in inputs[1:])
+    for k in range(len(starts) - 1, -1, -1):
+        steps = range(k * span, min((k + 1) * span, n))
+
+        def segment(y: Any, f: Any, *rest: Any, steps: range = steps) -> tuple[Any, Any, Any]:
+            full = (inputs[0], *rest)
+            stored = None
+            for i in steps:
+                y, f, rows = rp.step(i, y, f, full)
+                stored = rows if stored is None else stored + rows
+            return y, f, stored
+
+        _, pullback = ad.vjp(segment, *starts[k], *inputs[1:])
+        y_bar, f_bar, *bars = pullback((y_bar, f_bar, stored_bar))
+        rest_bar = tuple(a + b for a, b in zip(rest_bar, bars, strict=True))
+    return _through_the_start(rp, inputs, stored_bar, y_bar, f_bar, rest_bar)
+
+
+def _through_the_start(
+    rp: Replay, inputs: Inputs, stored_bar: Any, y_bar: Any, f_bar: Any, rest_bar: Inputs
+) -> Inputs:
+    """The inputs' cotangents from those of the first step's ``y`` and ``f`` and of the
+    steps' ``(t0, t1, *leaves)``: ``f(t0, y0)`` fed the first step, and the rows stored at
+    ``t0`` are ``y0``."""
+    xp = rp.be.xp
+    _, pullback = rp.be.ad.vjp(
         lambda y0, t0, *leaves: rp.f0(y0, t0, tuple(leaves)), inputs[0], inputs[1], *inputs[3:]
     )
     y0_bar, t0_bar, *leaves_bar = pullback(f_bar)

@@ -581,7 +581,7 @@ def _run(
             out["te"] = res["t"]
         return out
     st = p.stepper(args, batched=False)
-    bar = _Progress(abs(p.span.t1 - p.span.t0)) if progress else None
+    bar = Progress(abs(p.span.t1 - p.span.t0)) if progress else None
     watch = None
     if p.events:
         watch = EagerEvents(be, p.events, p.events_of(args), p.span.t0, y_rows[0, :])
@@ -777,7 +777,7 @@ def _dense_eval(
     return evaluate
 
 
-class _Progress:
+class Progress:
     """A tqdm bar over the interval: the callback the eager loop reports fractions to."""
 
     def __init__(self, length: float) -> None:

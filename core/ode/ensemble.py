@@ -26,7 +26,7 @@ from anyxp.ode._events import Event, check_events, differentiable_event
 from anyxp.ode._explicit import time_dtype
 from anyxp.ode._masked import run_masked
 from anyxp.ode._sensitivity import Solver, check_mode, time_inputs
-from anyxp.ode._solve import make_method, smallest, values_of
+from anyxp.ode._solve import Progress, make_method, smallest, values_of
 
 __all__ = ["EnsembleSolution", "solve_ensemble"]
 
@@ -82,6 +82,7 @@ def solve_ensemble(
     comm: Any = None,
     linear_solver: str = "dense",
     preconditioner: Callable[..., Any] | None = None,
+    progress: bool = False,
 ) -> EnsembleSolution:
     """Solve ``B`` independent problems ``y_j' = f(t_j, y_j, p_j)`` at once.
 
@@ -127,6 +128,14 @@ def solve_ensemble(
         As for :func:`anyxp.ode.solve` (``kvaerno5``), on the batch:
         ``preconditioner(t, y, h_gamma, v)`` (or ``(..., v, params)``) takes ``t`` and
         ``h_gamma`` of shape ``(B,)`` and ``y`` and ``v`` of shape ``(B, n)``.
+    progress
+        Show how far the solve is. Eager backends: a tqdm bar over the interval, at the
+        time the slowest running trajectory has reached. Dask: one tick per block of
+        trajectories (each block is a task), with ``distributed``'s progress bar on the
+        active ``distributed.Client``, or dask's ``ProgressBar`` on local threads. With
+        ``comm``: rank 0's bar over its own block. Not drawn while differentiating
+        (``sensitivity``). Compiled backends (jax) run the solve as one program, which
+        cannot report while it runs: ``ValueError``.
     """
     import anyxp
 
@@ -137,10 +146,17 @@ def solve_ensemble(
             "max_step": max_step, "jac": jac, "dt": dt, "backend": backend,
             "sensitivity": sensitivity, "checkpoints": checkpoints, "events": events,
             "linear_solver": linear_solver, "preconditioner": preconditioner,
+            "progress": progress and comm.rank == 0,
         }  # fmt: skip
         return _solve_across_ranks(comm, f, t_span, y0, options)
     be = anyxp.backend(backend, like=y0)
     xp = be.xp
+    if progress and getattr(be.control, "compiled", False):
+        raise ValueError(
+            f"progress=True needs an eager or lazy backend; {be.name} compiles the whole "
+            "ensemble into one program, which cannot report while it runs. Drop progress, "
+            "or split t_span into pieces and report between them."
+        )
     mode = check_mode(be, sensitivity, checkpoints)
     tab, fixed = check_method(method, dt)
     linear_solver = check_linear_solver(linear_solver, preconditioner, tab, method, sensitivity)
@@ -199,7 +215,7 @@ def solve_ensemble(
             "linear_solver": linear_solver,
             "preconditioner": preconditioner,
         }
-        return _solve_in_blocks(be, f, (t0, t1), y0, params, options)
+        return _solve_in_blocks(be, f, (t0, t1), y0, params, options, progress)
 
     def stepper(params: Any, exact_stages: bool = False) -> Any:
         def rhs(t: Any, y: Any) -> Any:
@@ -236,7 +252,14 @@ def solve_ensemble(
             res["events"] = (res["event_times"], res["y"][m:, ...])
             res["y"] = res["y"][:m, ...]
     else:
-        res = run_masked(stepper(params), span, y0, t_eval=te, events=event_rows(params))
+        bar = Progress(abs(t1 - t0)) if progress else None
+        try:
+            res = run_masked(
+                stepper(params), span, y0, t_eval=te, events=event_rows(params), progress=bar
+            )
+        finally:
+            if bar is not None:
+                bar.close()
     t_events = y_events = None
     if watched:
         times, states = res["events"][:2]
@@ -384,6 +407,7 @@ def _solve_in_blocks(
     y0: Any,
     params: Any,
     options: dict[str, Any],
+    progress: bool = False,
 ) -> EnsembleSolution:
     """Solve each block of trajectories as its own ensemble, where the blocks live.
 
@@ -413,7 +437,8 @@ def _solve_in_blocks(
         *(count_output for _ in per_batch),
     )
     arrays = (y0,) if params is None else (y0, params)
-    y, status, *rest = be.materialize(*be.map_row_blocks(solve_block, arrays, outputs))
+    blocks = be.map_row_blocks(solve_block, arrays, outputs)
+    y, status, *rest = be.materialize(*blocks, progress=progress)
     stats = dict(zip(per_row, rest[: len(per_row)], strict=True))
     for key, counts in zip(per_batch, rest[len(per_row) :], strict=True):
         stats[key] = be.xp.sum(counts)

@@ -18,10 +18,37 @@ def _on_cpu(_: Any) -> str:
     return "cpu"
 
 
-def _persist(*arrays: Any) -> tuple[Any, ...]:
+def _persist(*arrays: Any, progress: bool = False) -> tuple[Any, ...]:
+    """Compute ``arrays`` together; ``progress``: show it per task, on the active
+    ``distributed`` client (its own progress bar, a widget in notebooks) or, with no
+    client, on dask's local scheduler (``dask.diagnostics.ProgressBar``)."""
     import dask
 
-    return tuple(dask.persist(*arrays))
+    if not progress:
+        return tuple(dask.persist(*arrays))
+    client = _active_client()
+    if client is None:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return tuple(dask.persist(*arrays))
+    from distributed import progress as show_progress
+
+    persisted = client.persist(list(arrays))
+    show_progress(*persisted)  # in a terminal it returns when the tasks are done
+    return tuple(persisted)
+
+
+def _active_client() -> Any:
+    """The ``distributed.Client`` dask would run on, or ``None``."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:  # distributed is installed, but no client is active
+        return None
 
 
 def _map_row_blocks(fn: Any, arrays: tuple[Any, ...], outputs: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -49,7 +49,15 @@ from anyxp._comm_faults import (
     watch,
 )
 from anyxp.backend import Backend
-from anyxp.comm import check_array, check_blocks, check_op, check_perm, check_root, source_of
+from anyxp.comm import (
+    check_array,
+    check_blocks,
+    check_op,
+    check_perm,
+    check_root,
+    no_out,
+    source_of,
+)
 
 __all__ = ["Mpi4jaxComm", "create"]
 
@@ -193,8 +201,9 @@ class Mpi4jaxComm:
         return Call(name, tuple(x.shape), np.dtype(x.dtype), **args)
 
     # -- collectives ------------------------------------------------------------------
-    def allreduce(self, x: Any, op: str = "sum") -> Any:
+    def allreduce(self, x: Any, op: str = "sum", *, out: Any = None) -> Any:
         """Return the elementwise reduction of every rank's ``x``."""
+        no_out(self.name, "allreduce", out)
         x = self._array("allreduce", x)
         check_op(op, x.dtype, self.be.xp)
 
@@ -204,22 +213,25 @@ class Mpi4jaxComm:
 
         return self._run(self._call("allreduce", x, op=op), x, reduce)
 
-    def broadcast(self, x: Any, root: int = 0) -> Any:
+    def broadcast(self, x: Any, root: int = 0, *, out: Any = None) -> Any:
         """Return ``root``'s ``x`` on every rank (every rank passes an array of its shape)."""
+        no_out(self.name, "broadcast", out)
         x = self._array("broadcast", x)
         check_root(root, self.size)
         call = self._call("broadcast", x, root=root)
         # mpi4jax returns root's own input on root: a copy keeps "every result is new".
         return self._run(call, x, lambda x: jnp.copy(mpi4jax.bcast(x, root, comm=self.data)))
 
-    def allgather(self, x: Any) -> Any:
+    def allgather(self, x: Any, *, out: Any = None) -> Any:
         """Return every rank's ``x`` stacked on a new axis 0."""
+        no_out(self.name, "allgather", out)
         x = self._array("allgather", x)
         call = self._call("allgather", x)
         return self._run(call, x, lambda x: mpi4jax.allgather(x, comm=self.data))
 
-    def reduce_scatter(self, x: Any, op: str = "sum") -> Any:
+    def reduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None) -> Any:
         """Return this rank's block of the reduction of every rank's ``x``."""
+        no_out(self.name, "reduce_scatter", out)
         x = self._array("reduce_scatter", x)
         check_op(op, x.dtype, self.be.xp)
         check_blocks(tuple(x.shape), self.size)
@@ -234,8 +246,9 @@ class Mpi4jaxComm:
 
         return self._run(self._call("reduce_scatter", x, op=op), x, reduce)
 
-    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]]) -> Any:
+    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]], *, out: Any = None) -> Any:
         """Send ``x`` along ``(source, destination)`` pairs; unnamed receivers get zeros."""
+        no_out(self.name, "ppermute", out)
         x = self._array("ppermute", x)
         check_perm(perm, self.size)
         pairs = tuple((int(s), int(d)) for s, d in perm)

@@ -16,7 +16,7 @@ def anyxp_comms() -> list[CommSpec]:
             carries=("numpy", "torch", "jax", "cupy", "array_api_strict"),
             requires=("mpi4py",),
             install="pip install 'anyxp[mpi]'",
-            capabilities=COMM_CAPABILITIES,
+            capabilities=COMM_CAPABILITIES | {"comm.out"},
             description="MPI through mpi4py (launch with mpiexec -n N python script.py)",
             launcher=("mpiexec", "-n", "{n}", "{python}", "-m", "mpi4py"),
         )

@@ -31,7 +31,7 @@ def anyxp_comms() -> list[CommSpec]:
             name="local",
             factory="anyxp.comm:create_local",
             carries=("*",),
-            capabilities=COMM_CAPABILITIES,
+            capabilities=COMM_CAPABILITIES | {"comm.out"},
             description="a single process; every backend's default comm",
         )
     ]

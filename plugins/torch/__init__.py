@@ -42,7 +42,7 @@ def anyxp_comms() -> list[CommSpec]:
             carries=("torch",),
             requires=("torch",),
             install="pip install 'anyxp[torch]'",
-            capabilities=COMM_CAPABILITIES,
+            capabilities=COMM_CAPABILITIES | {"comm.out"},
             description="torch.distributed: gloo on CPU, NCCL on CUDA (launch with torchrun, "
             "mpiexec or srun)",
             launcher=(

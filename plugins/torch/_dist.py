@@ -35,7 +35,15 @@ from torch._C import _functorch
 
 from anyxp._comm_faults import Agreement, Call, in_collective, settings, watch
 from anyxp.backend import Backend
-from anyxp.comm import check_array, check_blocks, check_op, check_perm, check_root, source_of
+from anyxp.comm import (
+    check_array,
+    check_blocks,
+    check_op,
+    check_out,
+    check_perm,
+    check_root,
+    source_of,
+)
 from anyxp.errors import CommLostError
 
 __all__ = ["TorchComm", "create"]
@@ -56,6 +64,9 @@ _OPS = {
     "mean": dist.ReduceOp.SUM,
 }
 #: How gloo reports a peer that left (its process ended, its sockets went with it).
+#: Gathers into one (size, ...) tensor: no list of parts, no stack copy. torch 2.13
+#: renamed all_gather_into_tensor (deprecated, with a warning) to all_gather_single.
+_GATHER_INTO = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 _PEER_LOST = ("closed by peer", "reset by peer", "connection closed", "broken pipe")
 #: Seconds torch's own timeout waits beyond the comm's deadline: the deadline, with its
 #: message naming the collective, ends the job first.
@@ -164,7 +175,9 @@ class TorchComm:
         return out
 
     # -- moving tensors -------------------------------------------------------------
-    def _tensor(self, what: str, x: Any) -> torch.Tensor:
+    def _tensor(self, what: str, x: Any, *, written: bool = True) -> torch.Tensor:
+        """``x`` as a plain contiguous tensor; a new one when the collective writes into
+        it (``written``), else ``x``'s own storage where it is already contiguous."""
         check_array(what, x)
         if not isinstance(x, torch.Tensor):
             raise TypeError(
@@ -182,6 +195,8 @@ class TorchComm:
                 )
             x = _functorch.get_unwrapped(x)
         with torch._C._DisableFuncTorch():
+            if not written:
+                return x.detach().contiguous()
             return x.detach().clone(memory_format=torch.contiguous_format)
 
     def _run(self, call: Call, collective: Callable[..., Any] | None, *args: Any) -> None:
@@ -209,55 +224,106 @@ class TorchComm:
         return Call(name, tuple(x.shape), dtype, **args)
 
     # -- collectives ----------------------------------------------------------------
-    def allreduce(self, x: Any, op: str = "sum") -> Any:
-        """Return the elementwise reduction of every rank's ``x``."""
-        buf = self._tensor("allreduce", x)
+    def _into(self, what: str, out: Any, shape: tuple[int, ...] | None, x: Any) -> Any:
+        """``out`` checked as the plain, contiguous tensor the result (of ``shape``,
+        default ``x``'s) is written into."""
+        check_array(what, x)
+        check_out(what, out, tuple(x.shape) if shape is None else shape, x.dtype)
+        if not isinstance(out, torch.Tensor) or _functorch.is_functorch_wrapped_tensor(out):
+            raise TypeError(f"{what}(out=...) takes a plain torch tensor, got {type(out)}")
+        if not out.is_contiguous():
+            raise ValueError(f"{what}(out=...) needs a contiguous tensor: pass out.contiguous()")
+        return out.detach()
+
+    def allreduce(self, x: Any, op: str = "sum", *, out: Any = None) -> Any:
+        """Return the elementwise reduction of every rank's ``x`` (into ``out``, if given:
+        ``out=x`` reduces in place, with no copy)."""
+        if out is None:
+            buf = self._tensor("allreduce", x)
+        else:
+            buf = self._into("allreduce", out, None, x)
+            if out is not x:
+                buf.copy_(self._tensor("allreduce", x, written=False))
         check_op(op, x.dtype, self.be.xp)
         call = self._call("allreduce", buf, op=op)
         self._run(call, dist.all_reduce, buf, _OPS[op], self.group)
-        return buf / self.size if op == "mean" else buf
+        if op != "mean":
+            return buf if out is None else out
+        if out is None:  # not in place: inside torch.func transforms buf is captured
+            return buf / self.size
+        with torch._C._DisableFuncTorch():
+            buf.div_(self.size)  # out's storage, detached
+        return out
 
-    def broadcast(self, x: Any, root: int = 0) -> Any:
-        """Return ``root``'s ``x`` on every rank (every rank passes a tensor of its shape)."""
-        buf = self._tensor("broadcast", x)
+    def broadcast(self, x: Any, root: int = 0, *, out: Any = None) -> Any:
+        """Return ``root``'s ``x`` on every rank (every rank passes a tensor of its shape;
+        into ``out``, if given: ``out=x`` receives in place)."""
+        if out is None:
+            buf = self._tensor("broadcast", x)
+        else:
+            buf = self._into("broadcast", out, None, x)
+            if out is not x:
+                buf.copy_(self._tensor("broadcast", x, written=False))
         check_root(root, self.size)
         src = dist.get_global_rank(self.group, root) if self.group is not None else root
         self._run(self._call("broadcast", buf, root=root), dist.broadcast, buf, src, self.group)
-        return buf
+        return buf if out is None else out
 
-    def allgather(self, x: Any) -> Any:
-        """Return every rank's ``x`` stacked on a new axis 0."""
-        buf = self._tensor("allgather", x)
-        parts = [torch.empty_like(buf) for _ in range(self.size)]
-        self._run(self._call("allgather", buf), dist.all_gather, parts, buf, self.group)
-        return torch.stack(parts)
+    def allgather(self, x: Any, *, out: Any = None) -> Any:
+        """Return every rank's ``x`` stacked on a new axis 0 (into ``out``, if given)."""
+        buf = self._tensor("allgather", x, written=False)
+        shape = (self.size, *buf.shape)
+        if out is None:
+            result = torch.empty(shape, dtype=buf.dtype, device=buf.device)
+        else:
+            result = self._into("allgather", out, shape, x)
+        # As flat views: gloo takes only the concatenated form of the output.
+        flat = (result.view(-1), buf.reshape(-1), self.group)
+        self._run(self._call("allgather", buf), _GATHER_INTO, *flat)
+        return result if out is None else out
 
-    def reduce_scatter(self, x: Any, op: str = "sum") -> Any:
-        """Return this rank's block of the reduction of every rank's ``x``."""
-        buf = self._tensor("reduce_scatter", x)
+    def reduce_scatter(self, x: Any, op: str = "sum", *, out: Any = None) -> Any:
+        """Return this rank's block of the reduction of every rank's ``x`` (into ``out``,
+        if given)."""
+        buf = self._tensor("reduce_scatter", x, written=not self._nccl)
         check_op(op, x.dtype, self.be.xp)
         check_blocks(tuple(x.shape), self.size)
         block = buf.shape[0] // self.size
+        shape = (block, *buf.shape[1:])
+        result = None if out is None else self._into("reduce_scatter", out, shape, x)
         call = self._call("reduce_scatter", buf, op=op)
         if self._nccl:
-            out = torch.empty((block, *buf.shape[1:]), dtype=buf.dtype, device=buf.device)
-            self._run(call, dist.reduce_scatter_tensor, out, buf, _OPS[op], self.group)
+            if result is None:
+                result = torch.empty(shape, dtype=buf.dtype, device=buf.device)
+            self._run(call, dist.reduce_scatter_tensor, result, buf, _OPS[op], self.group)
         else:  # gloo: the whole reduction, of which this rank keeps its block
             self._run(call, dist.all_reduce, buf, _OPS[op], self.group)
-            out = buf[self.rank * block : (self.rank + 1) * block].clone()
-        return out / self.size if op == "mean" else out
+            mine = buf[self.rank * block : (self.rank + 1) * block]
+            result = mine.clone() if result is None else result.copy_(mine)
+        if op != "mean":
+            return result if out is None else out
+        if out is None:
+            return result / self.size
+        with torch._C._DisableFuncTorch():
+            result.div_(self.size)  # out's storage, detached
+        return out
 
-    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]]) -> Any:
-        """Send ``x`` along ``(source, destination)`` pairs; unnamed receivers get zeros."""
-        buf = self._tensor("ppermute", x)
+    def ppermute(self, x: Any, perm: Sequence[tuple[int, int]], *, out: Any = None) -> Any:
+        """Send ``x`` along ``(source, destination)`` pairs; unnamed receivers get zeros
+        (into ``out``, if given)."""
+        buf = self._tensor("ppermute", x, written=out is x)  # out=x: send a copy
         check_perm(perm, self.size)
-        recv = torch.zeros_like(buf)
+        if out is None:
+            recv = torch.zeros_like(buf)
+        else:
+            recv = self._into("ppermute", out, None, x)
+            recv.zero_()
         dest = next((d for s, d in perm if s == self.rank), None)
         src = source_of(self.rank, perm)
         pairs = tuple((int(s), int(d)) for s, d in perm)
         call = self._call("ppermute", buf, perm=pairs)
         self._run(call, self._exchange, buf, recv, src, dest)
-        return recv
+        return recv if out is None else out
 
     def _exchange(self, send: Any, recv: Any, src: int | None, dest: int | None) -> None:
         if dest == self.rank:  # (rank, rank): gloo has no pair to itself
