@@ -211,6 +211,32 @@ def test_checkpointed_equals_direct_whatever_the_checkpoints(name):
         np.testing.assert_allclose(g, direct, rtol=1e-12, err_msg=f"checkpoints={checkpoints}")
 
 
+def test_a_forward_solve_too_large_to_keep_its_states_is_replayed_instead(monkeypatch):
+    """Eager checkpointed sweeps start from the states the forward solve kept; past the
+    budget it keeps none, and pass one replays them: the same gradient either way."""
+    pytest.importorskip("torch")
+    from anyxp.ode import _explicit
+
+    be = on("torch")
+    te = np.linspace(0.0, 3.0, 7)
+
+    def grad(p):
+        def loss(p):
+            sol = solve(
+                lotka_volterra, (0.0, 3.0), be.asarray(LV_Y0), args=(p,), t_eval=te,
+                rtol=1e-9, atol=1e-9, sensitivity="checkpointed",
+            )  # fmt: skip
+            return be.xp.sum(sol.y**2)
+
+        return be.to_numpy(be.ad.grad(loss)(p))
+
+    p = be.asarray(LV_P)
+    kept = grad(p)
+    monkeypatch.setattr(_explicit, "KEPT_BYTES", 0)
+    replayed = grad(p)
+    np.testing.assert_allclose(kept, replayed, rtol=1e-12)
+
+
 def test_default_checkpoints_keep_every_step_until_the_memory_budget():
     from anyxp.ode._replay import ALL_STEPS_BYTES, checkpoint_slots
 

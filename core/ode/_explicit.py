@@ -455,6 +455,11 @@ class StiffnessTest:
         return self.stiff_steps >= STIFF_STEPS
 
 
+#: ``keep_states``: a forward solve keeps each accepted step's starting ``(y, f)`` while
+#: all of them fit in this many bytes (past it, none: the reverse sweep replays them).
+KEPT_BYTES = 64 * 2**20
+
+
 def run_eager(
     st: Method,
     span: Span,
@@ -464,16 +469,22 @@ def run_eager(
     keep_dense: bool,
     progress: Any,
     events: Any = None,
+    keep_states: bool = False,
 ) -> dict[str, Any]:
     """Integrate one flat state from Python, storing every step or the ``t_eval`` times.
 
     ``events`` (an ``EagerEvents`` watch) records event occurrences and may end the solve.
+    ``keep_states``: the result's ``kept`` lists each accepted step's starting ``(y, f)``
+    (``None`` past :data:`KEPT_BYTES`), the checkpoints a reverse sweep starts from.
     """
     xp, be = st.be.xp, st.be
     f0 = st.f(span.t0, y0)
     counts = {"nfev": 1, "njev": 0, "nlu": 0}
     loop = _EagerLoop(st, span, t_eval, keep_dense, progress, counts)
     loop.events = events
+    if keep_states:
+        loop.kept = []
+        loop.kept_bytes = 2 * math.prod(y0.shape) * getattr(y0.dtype, "itemsize", 8)
     loop.store_start(y0)
     finite = xp.all(xp.isfinite(f0))
     if span.comm is not None:  # every rank must end together
@@ -512,6 +523,8 @@ class _EagerLoop:
         self.accepted = self.rejected = 0
         self.log: tuple[list[float], list[float]] = ([], [])  # each accepted step's t, h
         self.events: Any = None  # an EagerEvents watch, when the solve has events
+        self.kept: list[tuple[Any, Any]] | None = None  # see run_eager's keep_states
+        self.kept_bytes = 0
 
     def store_start(self, y0: Any) -> None:
         t0, te = self.span.t0, self.t_eval
@@ -622,6 +635,10 @@ class _EagerLoop:
                 self.store_step(t, hs, t_new, y, y_new, step.record)
             self.log[0].append(t)
             self.log[1].append(hs)
+            if self.kept is not None:
+                self.kept.append((y, f0))
+                if len(self.kept) * self.kept_bytes > KEPT_BYTES:
+                    self.kept = None
             if self.progress is not None:
                 self.progress(abs(t_new - t0) / length)
             self.accepted += 1
@@ -652,4 +669,5 @@ class _EagerLoop:
             },
             "steps": self.steps,
             "log": self.log,
+            "kept": self.kept,
         }

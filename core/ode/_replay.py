@@ -57,6 +57,9 @@ class Replay:
     t1: float
     moving: Any
     n_iter: Any
+    #: Each step's starting ``(y, f)`` as the forward solve computed them (eager solves,
+    #: where it kept them), else ``None``.
+    kept: Any = None
     _last: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -287,8 +290,8 @@ def _reverse_by_segments(
     rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None
 ) -> Inputs:
     """:func:`reverse` on an eager backend: the same pass one (``sqrt(steps)`` states by
-    default), then one VJP per segment over all its steps, its forward recomputed with
-    the graph. An eager library pays per VJP call far more than per step (torch.func
+    default; none where the forward solve kept its steps' states), then one VJP per
+    segment over all its steps, its forward recomputed with the graph. An eager library pays per VJP call far more than per step (torch.func
     builds its transform each time), so a call per segment rather than per step; the
     graph held is one segment's."""
     ad, xp = rp.be.ad, rp.be.xp
@@ -296,11 +299,16 @@ def _reverse_by_segments(
     y, f, _ = rp.first(inputs)
     slots = max(1, min(n, checkpoints or math.ceil(math.sqrt(max(n, 1)))))
     span = max(1, math.ceil(n / slots))
-    starts = []
-    for i in range(n):  # pass one: the segments' first states
-        if i % span == 0:
-            starts.append((y, f))
-        y, f, _ = rp.step(i, y, f, inputs, rows=False)
+    if rp.kept is not None and len(rp.kept) == n:
+        # The forward solve kept them: no pass one. (They equal the replay's states to
+        # rounding: the replay's times are the logged ones stretched by exactly 1.)
+        starts = list(rp.kept[::span])
+    else:
+        starts = []
+        for i in range(n):  # pass one: the segments' first states
+            if i % span == 0:
+                starts.append((y, f))
+            y, f, _ = rp.step(i, y, f, inputs, rows=False)
     y_bar, f_bar = xp.zeros_like(y), xp.zeros_like(f)
     rest_bar = tuple(xp.zeros_like(x) for x in inputs[1:])
     for k in range(len(starts) - 1, -1, -1):

@@ -195,7 +195,8 @@ class Solver:
 
     def _logged(self, *inputs: Any) -> tuple[tuple[Any, tuple[Any, ...]], Any]:
         res = self._values(inputs, log=True)
-        logged = (*self._log_of(res), res["y"])
+        # (ts, hs, te, n_iter, moving, y, kept): kept, where the forward kept its states.
+        logged = (*self._log_of(res), res["y"], res.get("kept"))
         return (res["y"], self._pack(res)), logged
 
     def _log_of(self, res: dict[str, Any]) -> tuple[Any, ...]:
@@ -207,7 +208,8 @@ class Solver:
         count = concrete_int(n_iter)
         if count is not None:  # known (not traced): replay the rows written, not the buffer
             ts, hs, n_iter = ts[:count, ...], hs[:count, ...], count
-        return Replay(self.be, self.method, ts, hs, te, self.t0, self.t1, moving, n_iter)
+        kept = logged[6] if len(logged) > 6 else None
+        return Replay(self.be, self.method, ts, hs, te, self.t0, self.t1, moving, n_iter, kept)
 
     # -- the modes -----------------------------------------------------------------------
     def _reverse(self, inputs: tuple[Any, ...], logged: Any, stored_bar: Any) -> tuple[Any, ...]:

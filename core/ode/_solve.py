@@ -554,7 +554,13 @@ def _solve_trivial(p: _Problem) -> Solution:
 
 
 def _run(
-    p: _Problem, args: Any, y_rows: Any, *, log: bool, progress: bool = False
+    p: _Problem,
+    args: Any,
+    y_rows: Any,
+    *,
+    log: bool,
+    progress: bool = False,
+    keep_states: bool = False,
 ) -> dict[str, Any]:
     """Solve on values: ``y`` ``(m, 1, n)``, ``t``, status, stats (and the step log).
 
@@ -588,7 +594,7 @@ def _run(
     try:
         res = _explicit.run_eager(
             st, p.span, y_rows[0, :], t_eval=p.t_eval, keep_dense=p.dense_output, progress=bar,
-            events=watch,
+            events=watch, keep_states=keep_states,
         )  # fmt: skip
     finally:
         if bar is not None:
@@ -616,6 +622,9 @@ def _run(
         out["log"] = tuple(xp.asarray(v, dtype=tdt, device=dev)[:, None] for v in (ts, hs))
         out["n_iter"] = len(ts)
         out["te"] = t_out
+        if res["kept"] is not None:
+            out["kept"] = [(xp.reshape(y, y_rows.shape), xp.reshape(f, y_rows.shape))
+                           for y, f in res["kept"]]  # fmt: skip
     return out
 
 
@@ -714,7 +723,10 @@ def _solve_differentiable(
     params = Params.split(be, p.args)
 
     def run(y_rows: Any, leaves: tuple[Any, ...], log: bool) -> dict[str, Any]:
-        return _run(p, params.rebuild(leaves), y_rows, log=log, progress=progress)
+        # Checkpointed (eager): the forward keeps the steps' states for the reverse sweep.
+        keep = log and mode == "checkpointed"
+        args = params.rebuild(leaves)
+        return _run(p, args, y_rows, log=log, progress=progress, keep_states=keep)
 
     def method(leaves: tuple[Any, ...]) -> Any:
         return p.stepper(params.rebuild(leaves), batched=True, exact_stages=True)
