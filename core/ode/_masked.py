@@ -9,6 +9,7 @@ of one).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from anyxp.ode._events import Event, crossed, locate
 from anyxp.ode._explicit import (
+    KEPT_BYTES,
     MAX_FACTOR,
     MAX_STEPS,
     MIN_FACTOR,
@@ -40,42 +42,67 @@ class StepLog:
     """The accepted steps of every iteration: per row its ``t`` and ``h`` (0: no step).
 
     A compiled loop writes into buffers of ``max_steps`` rows (its state has fixed
-    shapes); an eager loop appends to lists. Sensitivities replay the log.
+    shapes); an eager loop appends to lists. Sensitivities replay the log. With
+    ``keep``, each iteration's starting ``y`` and ``f`` are kept too (the checkpoints of a
+    reverse sweep, which then need no replay to find them), while they fit in
+    ``KEPT_BYTES``.
     """
 
-    def __init__(self, st: Method, span: Span, batch: int, dtype: Any) -> None:
+    def __init__(self, st: Method, span: Span, batch: int, dtype: Any, keep: bool = False) -> None:
         self.be, self.compiled = st.be, bool(getattr(st.be.control, "compiled", False))
         self.shape, self.dtype = (span.max_steps, batch), dtype
         self.ts: list[Any] = []
         self.hs: list[Any] = []
+        self.keep = keep
+        self.states: list[tuple[Any, Any]] | None = [] if keep else None
+        self.state_bytes = 0
 
-    def init(self) -> Any:
+    def init(self, y0: Any) -> Any:
+        xp, dev = self.be.xp, self.be.device
+        self.state_bytes = 2 * math.prod(y0.shape) * getattr(y0.dtype, "itemsize", 8)
+        if self.keep and self.shape[0] * self.state_bytes > KEPT_BYTES:
+            self.keep, self.states = False, None  # too large to keep every iteration's
         if not self.compiled:
             return None
-        xp, dev = self.be.xp, self.be.device
         zeros = xp.zeros(self.shape, dtype=self.dtype, device=dev)
-        return zeros, xp.zeros_like(zeros), xp.asarray(0, dtype=xp.int32, device=dev)
+        core = (zeros, xp.zeros_like(zeros), xp.asarray(0, dtype=xp.int32, device=dev))
+        if not self.keep:
+            return core
+        kept = xp.zeros((self.shape[0], *y0.shape), dtype=y0.dtype, device=dev)
+        return (*core, kept, xp.zeros_like(kept))
 
-    def record(self, state: Any, t: Any, h: Any) -> Any:
+    def record(self, state: Any, t: Any, h: Any, y: Any, f: Any) -> Any:
         if not self.compiled:
             self.ts.append(t)
             self.hs.append(h)
+            if self.states is not None:
+                self.states.append((y, f))
             return None
         import array_api_extra as xpx
 
-        t_buf, h_buf, i = state
-        return xpx.at(t_buf, i).set(t), xpx.at(h_buf, i).set(h), i + 1
+        t_buf, h_buf, i = state[:3]
+        core = (xpx.at(t_buf, i).set(t), xpx.at(h_buf, i).set(h), i + 1)
+        if not self.keep:
+            return core
+        return (*core, xpx.at(state[3], i).set(y), xpx.at(state[4], i).set(f))
 
     def result(self, state: Any) -> tuple[Any, Any, Any]:
         """``(ts, hs, iterations)``: the logs, each of shape (rows, B), and how many of
         their rows were written (a compiled loop's buffers have ``max_steps`` rows)."""
         if self.compiled:
-            return state
+            return state[:3]  # type: ignore[no-any-return]
         xp, dev = self.be.xp, self.be.device
         if not self.ts:
             empty = xp.zeros((0, self.shape[1]), dtype=self.dtype, device=dev)
             return empty, empty, 0
         return xp.stack(self.ts), xp.stack(self.hs), len(self.ts)
+
+    def kept(self, state: Any) -> Any:
+        """Each iteration's starting ``(y, f)``: two ``(rows, B, n)`` buffers (compiled) or
+        a list of pairs (eager); ``None`` when not kept."""
+        if self.compiled:
+            return (state[3], state[4]) if self.keep else None
+        return self.states
 
 
 def run_masked(
@@ -87,6 +114,7 @@ def run_masked(
     log: bool = False,
     events: tuple[tuple[Event, Any], ...] = (),
     progress: Callable[[float], None] | None = None,
+    keep_states: bool = False,
 ) -> dict[str, Any]:
     """Integrate a batch ``y0`` of shape (B, n); store the states at ``t_eval``.
 
@@ -97,7 +125,8 @@ def run_masked(
     each :class:`Event` with its function on the batch (``g(t, y) -> (B,)``); the result
     then has ``events``: each one's first time and state per row (NaN: none) and count.
     ``progress(fraction)`` (eager backends only: it reads values) is told, before each
-    step, how far through the interval the slowest running trajectory is.
+    step, how far through the interval the slowest running trajectory is. With
+    ``keep_states`` (and ``log``), ``kept``: see :meth:`StepLog.kept`.
     """
     be, xp = st.be, st.be.xp
     dt, dev = st.dtype, be.device
@@ -135,8 +164,8 @@ def run_masked(
     # f(t0, y0) already NaN or infinite: that trajectory ends at once.
     status0 = xp.where(xp.all(xp.isfinite(f0), axis=-1), const(RUNNING), const(NONFINITE))
     stiffness0 = (ints, ints)  # Hairer's counts of stiff and of non-stiff tested steps
-    steps = StepLog(st, span, batch, tdt) if log else None
-    log0 = None if steps is None else steps.init()
+    steps = StepLog(st, span, batch, tdt, keep=keep_states) if log else None
+    log0 = None if steps is None else steps.init(y0)
     watch = _MaskedEvents(st, events, tdt) if events else None
     events0 = None if watch is None else watch.init(t, y0)
     state0: tuple[Any, ...] = (t, y0, f0, h, ints, ints, counts0, status0, ints == 1, out)
@@ -203,7 +232,7 @@ def run_masked(
             stiff = (status == RUNNING) & (stiffness[0] >= STIFF_STEPS)
             status = xp.where(stiff, const(STIFF), status)
         if steps is not None:
-            log_state = steps.record(log_state, t, xp.where(ok, hs, 0.0))
+            log_state = steps.record(log_state, t, xp.where(ok, hs, 0.0), y, f0)
         t = xp.where(ok, t_new, t)
         y = xp.where(ok[:, None], y_new, y)
         f0 = xp.where(ok[:, None], f_new, f0)
@@ -228,6 +257,9 @@ def run_masked(
     }
     if steps is not None:
         res["log"] = steps.result(log_state)
+        kept = steps.kept(log_state)
+        if kept is not None:
+            res["kept"] = kept
     if watch is not None:
         res["events"] = ev[1:]  # first times (K, B), first states (K, B, n), counts (K, B)
     return res

@@ -57,8 +57,9 @@ class Replay:
     t1: float
     moving: Any
     n_iter: Any
-    #: Each step's starting ``(y, f)`` as the forward solve computed them (eager solves,
-    #: where it kept them), else ``None``.
+    #: Each log row's starting ``(y, f)`` as the forward solve computed them, where it
+    #: kept them (a list of pairs, eager; two ``(rows, B, n)`` buffers, compiled), else
+    #: ``None``.
     kept: Any = None
     _last: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -217,22 +218,25 @@ def reverse(rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None
     def save(buffer: Any, k: Any, value: Any) -> Any:
         return xpx.at(buffer, k).set(value)
 
-    # Pass one: the checkpoints.
-    keep_y = xp.zeros((slots, *y.shape), dtype=y.dtype, device=be.device)
-    keep_f = xp.zeros_like(keep_y)
+    # Pass one: the checkpoints, unless the forward solve kept every iteration's state.
+    if isinstance(rp.kept, tuple) and rp.kept[0].shape[0] == n_log:
+        keep_y, keep_f = rp.kept[0][::span, ...], rp.kept[1][::span, ...]
+    else:
+        keep_y = xp.zeros((slots, *y.shape), dtype=y.dtype, device=be.device)
+        keep_f = xp.zeros_like(keep_y)
 
-    def forward(i: Any, carry: Any) -> Any:
-        y, f, keep_y, keep_f = carry
-        at_start = i % span == 0
-        keep_y, keep_f = be.cond(
-            at_start,
-            lambda: (save(keep_y, i // span, y), save(keep_f, i // span, f)),
-            lambda: (keep_y, keep_f),
-        )
-        y, f, _ = rp.step(i, y, f, inputs, rows=False)
-        return y, f, keep_y, keep_f
+        def forward(i: Any, carry: Any) -> Any:
+            y, f, keep_y, keep_f = carry
+            at_start = i % span == 0
+            keep_y, keep_f = be.cond(
+                at_start,
+                lambda: (save(keep_y, i // span, y), save(keep_f, i // span, f)),
+                lambda: (keep_y, keep_f),
+            )
+            y, f, _ = rp.step(i, y, f, inputs, rows=False)
+            return y, f, keep_y, keep_f
 
-    _, _, keep_y, keep_f = be.fori_loop(0, n, forward, (y, f, keep_y, keep_f))
+        _, _, keep_y, keep_f = be.fori_loop(0, n, forward, (y, f, keep_y, keep_f))
 
     # Pass two: segments from the last, each recomputed once and swept back.
     def vjp_step(i: Any, y: Any, f: Any, cot: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -245,6 +249,16 @@ def reverse(rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None
     y_bar = xp.zeros_like(y)
     f_bar = xp.zeros_like(f)
     rest_bar = tuple(xp.zeros_like(x) for x in inputs[1:])
+    if span == 1:  # every step's state kept: one VJP per step, straight from them
+
+        def back(kk: Any, carry: Any) -> Any:
+            y_bar, f_bar, rest_bar = carry
+            i = n - 1 - kk
+            bars = vjp_step(i, keep_y[i, ...], keep_f[i, ...], (y_bar, f_bar, stored_bar))
+            return bars[0], bars[1], tuple(a + b for a, b in zip(rest_bar, bars[2:], strict=True))
+
+        y_bar, f_bar, rest_bar = be.fori_loop(0, n, back, (y_bar, f_bar, rest_bar))
+        return _through_the_start(rp, inputs, stored_bar, y_bar, f_bar, rest_bar)
     n_segments = (n + span - 1) // span
     seg_y = xp.zeros((span, *y.shape), dtype=y.dtype, device=be.device)
 
@@ -299,7 +313,7 @@ def _reverse_by_segments(
     y, f, _ = rp.first(inputs)
     slots = max(1, min(n, checkpoints or math.ceil(math.sqrt(max(n, 1)))))
     span = max(1, math.ceil(n / slots))
-    if rp.kept is not None and len(rp.kept) == n:
+    if isinstance(rp.kept, list) and len(rp.kept) == n:
         # The forward solve kept them: no pass one. (They equal the replay's states to
         # rounding: the replay's times are the logged ones stretched by exactly 1.)
         starts = list(rp.kept[::span])

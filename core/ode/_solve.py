@@ -575,7 +575,9 @@ def _run(
             for e, g in zip(p.events, p.events_of(args), strict=True)
         )
         st = p.stepper(args, batched=True)
-        res = run_masked(st, p.span, y_rows, t_eval=stored, log=log, events=rows)
+        res = run_masked(
+            st, p.span, y_rows, t_eval=stored, log=log, events=rows, keep_states=keep_states
+        )
         stats = {k: v[0] if getattr(v, "ndim", 0) else v for k, v in res["stats"].items()}
         out = {"y": res["y"], "t": res["t"], "status": res["status"][0], "stats": stats}
         if rows:  # each event's first occurrence (NaN: none)
@@ -585,6 +587,8 @@ def _run(
         if log:
             *out["log"], out["n_iter"] = res["log"]
             out["te"] = res["t"]
+            if "kept" in res:
+                out["kept"] = res["kept"]
         return out
     st = p.stepper(args, batched=False)
     bar = Progress(abs(p.span.t1 - p.span.t0)) if progress else None

@@ -306,7 +306,10 @@ def _solver(
     def run(y_rows: Any, leaves: tuple[Any, ...], log: bool) -> dict[str, Any]:
         params_now = with_leaves(leaves)
         watched = event_rows(params_now)
-        res = run_masked(stepper(params_now), span, y_rows, t_eval=te, log=log, events=watched)
+        res = run_masked(
+            stepper(params_now), span, y_rows, t_eval=te, log=log, events=watched,
+            keep_states=log and mode == "checkpointed",
+        )  # fmt: skip
         if log:
             *res["log"], res["n_iter"] = res["log"]
             res["te"] = res["t"]
