@@ -238,13 +238,14 @@ def test_a_forward_solve_too_large_to_keep_its_states_is_replayed_instead(monkey
 
 
 def test_default_checkpoints_keep_every_step_until_the_memory_budget():
-    from anyxp.ode._replay import ALL_STEPS_BYTES, checkpoint_slots
+    from anyxp.ode._explicit import KEPT_BYTES
+    from anyxp.ode._replay import checkpoint_slots
 
     small = np.zeros((1, 2))
     assert checkpoint_slots(500, small, None) == 500  # every step: nothing recomputed
     assert checkpoint_slots(500, small, 7) == 7  # asked for: obeyed
     # A state so large that every step's copy would pass the budget: sqrt(steps) then.
-    big = np.broadcast_to(0.0, (ALL_STEPS_BYTES // (2 * 8 * 100) + 1, 100))  # no memory
+    big = np.broadcast_to(0.0, (KEPT_BYTES // (2 * 8 * 100) + 1, 100))  # no memory
     assert checkpoint_slots(10_000, big, None) == 100
 
 

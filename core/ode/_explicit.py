@@ -457,7 +457,7 @@ class StiffnessTest:
 
 #: ``keep_states``: a forward solve keeps each accepted step's starting ``(y, f)`` while
 #: all of them fit in this many bytes (past it, none: the reverse sweep replays them).
-KEPT_BYTES = 64 * 2**20
+KEPT_BYTES = 16 * 2**20
 
 
 def run_eager(

@@ -15,7 +15,7 @@ parameters.
   ``checkpoints`` steps, each segment between them is recomputed once and swept back with
   one VJP per step (two-level checkpointing: memory ``checkpoints + steps / checkpoints``
   states, at most one recomputation of each step). Compiled, by default every step's
-  state is kept while they fit in 64 MiB (no recomputation), else ``sqrt(steps)``;
+  state is kept while they fit in 16 MiB (no recomputation), else ``sqrt(steps)``;
   eager, ``sqrt(steps)`` states and one VJP per segment.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 import array_api_extra as xpx
 
 from anyxp.backend import Backend
-from anyxp.ode._explicit import Method
+from anyxp.ode._explicit import KEPT_BYTES, Method
 
 __all__ = ["Replay", "difference_jacobian", "forward_jacobian", "outputs", "reverse"]
 
@@ -182,18 +182,13 @@ def outputs(rp: Replay, inputs: Inputs) -> Any:
     return stored
 
 
-#: With ``checkpoints=None``, the reverse sweep keeps every step's state when all of them
-#: (``y`` and ``f``) fit in this many bytes: then no step is computed a third time.
-ALL_STEPS_BYTES = 64 * 2**20
-
-
 def checkpoint_slots(n_log: int, y: Any, checkpoints: int | None) -> int:
     """How many states pass one keeps: ``checkpoints``; by default every step's while
-    they fit in :data:`ALL_STEPS_BYTES`, else ``sqrt(steps)``."""
+    they fit in :data:`KEPT_BYTES` (what the forward solve keeps), else ``sqrt(steps)``."""
     if checkpoints is not None:
         return max(1, min(n_log, checkpoints))
     per_step = 2 * math.prod(y.shape) * getattr(y.dtype, "itemsize", 8)
-    if n_log * per_step <= ALL_STEPS_BYTES:
+    if n_log * per_step <= KEPT_BYTES:
         return max(1, n_log)
     return max(1, min(n_log, math.ceil(math.sqrt(n_log))))
 
