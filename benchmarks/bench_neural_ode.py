@@ -451,10 +451,9 @@ def report(rows: list[dict[str, Any]], n: int, command: str, where: dict[str, An
         + ", ".join(f"`{m}` {v:.0f}" for m, v in evaluations.items())
         + ". torchdiffeq's `odeint` evaluates the network only in the forward solve (about "
         "2 + 6 per dopri5 step) and backpropagates through the graph it recorded; anyxp's "
-        "`checkpointed` solves on values, then replays the logged steps forward (to its "
-        "checkpoints) and again segment by segment with one `torch.func.vjp` per step, so it "
-        "evaluates the network about three solves' worth and pays functorch's per-call "
-        "overhead on each VJP; `direct` replays once under autograd (two solves' worth). "
+        "`checkpointed` solves on values keeping each step's state, then replays the logged "
+        "steps segment by segment under autograd (one VJP per segment), and `direct` "
+        "replays them once under autograd: both two solves' worth. "
         f"One evaluation through `nn.mlp_apply` takes {where['mlp_apply_us']:.0f} us against "
         f"{where['bare_us']:.0f} us for the bare torch operations: its argument checks add "
         f"about {overhead * evaluations['checkpointed'] / 1e3:.1f} ms per `checkpointed` "
