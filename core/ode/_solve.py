@@ -727,8 +727,9 @@ def _solve_differentiable(
     params = Params.split(be, p.args)
 
     def run(y_rows: Any, leaves: tuple[Any, ...], log: bool) -> dict[str, Any]:
-        # Checkpointed (eager): the forward keeps the steps' states for the reverse sweep.
-        keep = log and mode == "checkpointed"
+        # Checkpointed: the forward keeps the steps' states for the reverse sweep (within
+        # KEPT_BYTES), unless checkpoints= asks for that many states and no more.
+        keep = log and mode == "checkpointed" and checkpoints is None
         args = params.rebuild(leaves)
         return _run(p, args, y_rows, log=log, progress=progress, keep_states=keep)
 

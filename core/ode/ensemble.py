@@ -308,7 +308,7 @@ def _solver(
         watched = event_rows(params_now)
         res = run_masked(
             stepper(params_now), span, y_rows, t_eval=te, log=log, events=watched,
-            keep_states=log and mode == "checkpointed",
+            keep_states=log and mode == "checkpointed" and checkpoints is None,
         )  # fmt: skip
         if log:
             *res["log"], res["n_iter"] = res["log"]
