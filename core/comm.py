@@ -18,7 +18,7 @@ Python number or list raises ``TypeError``: pass ``be.asarray(...)``), and every
 is a new array, unless the comm declares ``comm.out`` and the caller passes ``out=``: a
 preallocated, contiguous array of the backend with the result's shape and dtype, which
 the result is written into and which is returned (``out`` may be ``x`` itself for
-``allreduce`` and ``broadcast``: in place). Results written into ``out`` carry no
+``allreduce``, ``broadcast`` and ``ppermute``: in place). Results written into ``out`` carry no
 derivative. Large messages gain most: a new result buffer per call costs page faults
 that a reused one does not. A comm between processes may check the agreement and raise
 ``anyxp.CommMismatchError`` on every rank; the local comm has nothing to disagree with.

@@ -196,9 +196,10 @@ def checkpoint_slots(n_log: int, y: Any, checkpoints: int | None) -> int:
 def reverse(rp: Replay, inputs: Inputs, stored_bar: Any, checkpoints: int | None) -> Inputs:
     """The cotangents of the inputs, given those of the stored states (checkpointed).
 
-    Pass one: replay storing the state at every ``S``-th step (``S = ceil(I / C)``).
-    Pass two, segment by segment from the last: replay the segment keeping its states,
-    then sweep it back with one VJP per step.
+    Pass one: replay storing the state at every ``S``-th step (``S = ceil(I / C)``), or
+    take them from the states the forward solve kept. Pass two, segment by segment from
+    the last: replay the segment keeping its states, then sweep it back with one VJP per
+    step (with every state kept, ``S = 1``: one loop of VJPs).
     """
     if not getattr(rp.be.control, "compiled", False):
         return _reverse_by_segments(rp, inputs, stored_bar, checkpoints)
@@ -300,9 +301,9 @@ def _reverse_by_segments(
 ) -> Inputs:
     """:func:`reverse` on an eager backend: the same pass one (``sqrt(steps)`` states by
     default; none where the forward solve kept its steps' states), then one VJP per
-    segment over all its steps, its forward recomputed with the graph. An eager library pays per VJP call far more than per step (torch.func
-    builds its transform each time), so a call per segment rather than per step; the
-    graph held is one segment's."""
+    segment over all its steps, its forward recomputed with the graph. An eager library
+    pays per VJP call far more than per step (torch.func builds its transform each time),
+    so a call per segment rather than per step; the graph held is one segment's."""
     ad, xp = rp.be.ad, rp.be.xp
     n = int(rp.n_iter)
     y, f, _ = rp.first(inputs)
