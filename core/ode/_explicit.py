@@ -253,10 +253,11 @@ class Stepper:
         """:meth:`attempt` with the stages written into the rows of one matrix."""
         xp, tab = self.be.xp, self.tab
         b, _, _, a_rows = self.coefficients
-        K = xp.empty((tab.stages, *y.shape), dtype=y.dtype, device=self.be.device)
+        stages, c, f = tab.stages, tab.c, self.f
+        K = xp.empty((stages, *y.shape), dtype=y.dtype, device=self.be.device)
         K[0, ...] = f0
-        for i in range(1, tab.stages):
-            K[i, ...] = self.f(t + tab.c[i] * hs, y + hs * (a_rows[i][:i] @ K[:i, ...]))
+        for i in range(1, stages):
+            K[i, ...] = f(t + c[i] * hs, y + hs * (a_rows[i][:i] @ K[:i, ...]))
         y_new = y + hs * (b @ K)
         f_new = K[-1, ...] if tab.fsal else self.f(t + hs, y_new)
         err = None if fixed else self._error(hs, K)
