@@ -10,6 +10,7 @@ a whole step wherever a gradient is near zero.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import textwrap
 
@@ -104,9 +105,22 @@ def test_two_torch_distributed_ranks_train_to_one_process_parameters(tmp_path):
 
 
 def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
+    """A free port below the kernel's ephemeral range (32768-60999 on Linux).
+
+    A port from ``bind(0)`` lies inside that range, and while rank 0 still imports torch,
+    rank 1 keeps reconnecting to it, each attempt from a new ephemeral port: one of them
+    can be the port itself, and rank 0's bind then fails (a flake seen about 1 run in 30).
+    """
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return str(port)
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def test_mean_over_ranks_at_one_rank_is_the_identity():
