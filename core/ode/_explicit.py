@@ -461,6 +461,12 @@ class StiffnessTest:
 KEPT_BYTES = 16 * 2**20
 
 
+def kept_fit(rows: int, y: Any) -> bool:
+    """Whether ``rows`` copies of a state like ``y`` and of its ``f`` fit in
+    :data:`KEPT_BYTES`."""
+    return rows * 2 * math.prod(y.shape) * getattr(y.dtype, "itemsize", 8) <= KEPT_BYTES
+
+
 def run_eager(
     st: Method,
     span: Span,
@@ -485,7 +491,6 @@ def run_eager(
     loop.events = events
     if keep_states:
         loop.kept = []
-        loop.kept_bytes = 2 * math.prod(y0.shape) * getattr(y0.dtype, "itemsize", 8)
     loop.store_start(y0)
     finite = xp.all(xp.isfinite(f0))
     if span.comm is not None:  # every rank must end together
@@ -525,7 +530,6 @@ class _EagerLoop:
         self.log: tuple[list[float], list[float]] = ([], [])  # each accepted step's t, h
         self.events: Any = None  # an EagerEvents watch, when the solve has events
         self.kept: list[tuple[Any, Any]] | None = None  # see run_eager's keep_states
-        self.kept_bytes = 0
 
     def store_start(self, y0: Any) -> None:
         t0, te = self.span.t0, self.t_eval
@@ -638,7 +642,7 @@ class _EagerLoop:
             self.log[1].append(hs)
             if self.kept is not None:
                 self.kept.append((y, f0))
-                if len(self.kept) * self.kept_bytes > KEPT_BYTES:
+                if not kept_fit(len(self.kept), y):
                     self.kept = None
             if self.progress is not None:
                 self.progress(abs(t_new - t0) / length)

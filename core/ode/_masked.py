@@ -9,7 +9,6 @@ of one).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,6 @@ import numpy as np
 
 from anyxp.ode._events import Event, crossed, locate
 from anyxp.ode._explicit import (
-    KEPT_BYTES,
     MAX_FACTOR,
     MAX_STEPS,
     MIN_FACTOR,
@@ -34,6 +32,7 @@ from anyxp.ode._explicit import (
     Method,
     Span,
     initial_step,
+    kept_fit,
     time_dtype,
 )
 
@@ -55,12 +54,10 @@ class StepLog:
         self.hs: list[Any] = []
         self.keep = keep
         self.states: list[tuple[Any, Any]] | None = [] if keep else None
-        self.state_bytes = 0
 
     def init(self, y0: Any) -> Any:
         xp, dev = self.be.xp, self.be.device
-        self.state_bytes = 2 * math.prod(y0.shape) * getattr(y0.dtype, "itemsize", 8)
-        if self.keep and self.shape[0] * self.state_bytes > KEPT_BYTES:
+        if self.keep and not kept_fit(self.shape[0], y0):
             self.keep, self.states = False, None  # too large to keep every iteration's
         if not self.compiled:
             return None

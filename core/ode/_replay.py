@@ -29,7 +29,7 @@ from typing import Any
 import array_api_extra as xpx
 
 from anyxp.backend import Backend
-from anyxp.ode._explicit import KEPT_BYTES, Method
+from anyxp.ode._explicit import Method, kept_fit
 
 __all__ = ["Replay", "difference_jacobian", "forward_jacobian", "outputs", "reverse"]
 
@@ -187,8 +187,7 @@ def checkpoint_slots(n_log: int, y: Any, checkpoints: int | None) -> int:
     they fit in :data:`KEPT_BYTES` (what the forward solve keeps), else ``sqrt(steps)``."""
     if checkpoints is not None:
         return max(1, min(n_log, checkpoints))
-    per_step = 2 * math.prod(y.shape) * getattr(y.dtype, "itemsize", 8)
-    if n_log * per_step <= KEPT_BYTES:
+    if kept_fit(n_log, y):
         return max(1, n_log)
     return max(1, min(n_log, math.ceil(math.sqrt(n_log))))
 
@@ -312,7 +311,8 @@ def _reverse_by_segments(
     if isinstance(rp.kept, list) and len(rp.kept) == n:
         # The forward solve kept them: no pass one. (They equal the replay's states to
         # rounding: the replay's times are the logged ones stretched by exactly 1.)
-        starts = list(rp.kept[::span])
+        shape = inputs[0].shape  # an eager solve kept flat states
+        starts = [(xp.reshape(y, shape), xp.reshape(f, shape)) for y, f in rp.kept[::span]]
     else:
         starts = []
         for i in range(n):  # pass one: the segments' first states

@@ -129,7 +129,7 @@ class MPIComm:
         """The buffer for the result: ``out`` itself where MPI can write into it, else a
         new one (whose values :meth:`_give` copies into ``out``)."""
         if out is None:
-            return np.empty(shape, dtype=x.dtype) if self._native else None
+            return None
         check_out(what, out, shape, x.dtype)
         native = self._native and type(out) is np.ndarray
         if (native or self._on_device) and out.flags.c_contiguous:

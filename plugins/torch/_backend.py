@@ -41,12 +41,12 @@ def _tape_vjp(f: Callable[..., Any], primals: tuple[Any, ...]) -> tuple[Any, Cal
     """``torch.func.vjp`` by the classic autograd tape: the same values, without
     torch.func's per-operation wrapping (a third of the time of an ODE step's VJP).
     Only where :func:`_plain_context` holds, so nothing outside can tell the two apart."""
-    from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+    from torch.utils._pytree import tree_flatten, tree_map
 
     leaves = tuple(x.detach().requires_grad_() for x in primals)
     with torch.enable_grad():
         out = f(*leaves)
-    flat, spec = tree_flatten(out)
+    flat, _ = tree_flatten(out)
 
     def pullback(cotangent: Any) -> tuple[Any, ...]:
         cots, _ = tree_flatten(cotangent)
@@ -65,8 +65,7 @@ def _tape_vjp(f: Callable[..., Any], primals: tuple[Any, ...]) -> tuple[Any, Cal
             torch.zeros_like(x) if g is None else g for x, g in zip(primals, grads, strict=True)
         )
 
-    detached = tree_map(lambda o: o.detach() if isinstance(o, torch.Tensor) else o, out)
-    return tree_unflatten(tree_flatten(detached)[0], spec), pullback
+    return tree_map(lambda o: o.detach() if isinstance(o, torch.Tensor) else o, out), pullback
 
 
 def _function(forward: Callable[..., Any], **rules: Callable[..., Any]) -> Any:

@@ -235,15 +235,20 @@ class TorchComm:
             raise ValueError(f"{what}(out=...) needs a contiguous tensor: pass out.contiguous()")
         return out.detach()
 
+    def _written(self, what: str, x: Any, out: Any) -> torch.Tensor:
+        """The tensor an in-place collective works on, holding ``x``: a new one, or
+        ``out``'s storage (``x`` copied in, unless ``out`` is ``x``)."""
+        if out is None:
+            return self._tensor(what, x)
+        buf = self._into(what, out, None, x)
+        if out is not x:
+            buf.copy_(self._tensor(what, x, written=False))
+        return buf
+
     def allreduce(self, x: Any, op: str = "sum", *, out: Any = None) -> Any:
         """Return the elementwise reduction of every rank's ``x`` (into ``out``, if given:
         ``out=x`` reduces in place, with no copy)."""
-        if out is None:
-            buf = self._tensor("allreduce", x)
-        else:
-            buf = self._into("allreduce", out, None, x)
-            if out is not x:
-                buf.copy_(self._tensor("allreduce", x, written=False))
+        buf = self._written("allreduce", x, out)
         check_op(op, x.dtype, self.be.xp)
         call = self._call("allreduce", buf, op=op)
         self._run(call, dist.all_reduce, buf, _OPS[op], self.group)
@@ -258,12 +263,7 @@ class TorchComm:
     def broadcast(self, x: Any, root: int = 0, *, out: Any = None) -> Any:
         """Return ``root``'s ``x`` on every rank (every rank passes a tensor of its shape;
         into ``out``, if given: ``out=x`` receives in place)."""
-        if out is None:
-            buf = self._tensor("broadcast", x)
-        else:
-            buf = self._into("broadcast", out, None, x)
-            if out is not x:
-                buf.copy_(self._tensor("broadcast", x, written=False))
+        buf = self._written("broadcast", x, out)
         check_root(root, self.size)
         src = dist.get_global_rank(self.group, root) if self.group is not None else root
         self._run(self._call("broadcast", buf, root=root), dist.broadcast, buf, src, self.group)
