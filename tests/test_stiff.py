@@ -245,6 +245,40 @@ def test_stiff_ensemble_equals_solo_solves(name, method):
         np.testing.assert_allclose(be.to_numpy(ens.y[:, j, :]), solo.y, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", STIFF)
+def test_one_trajectory_takes_the_steps_of_a_one_row_ensemble(method):
+    # A single eager trajectory has its own step code (rodas5p's stage matrix, kvaerno5's
+    # Newton control in floats and its stop at the first failed stage); the one-row
+    # ensemble runs the general batched code. Through VDPOL's fast transition, with
+    # Newton failures, both must take the same steps to the same states.
+    p = PROBLEMS["van_der_pol_stiff"]
+
+    def f_rows(t, y):
+        return np.stack([p.f(t[i], y[i]) for i in range(y.shape[0])])
+
+    def jac_rows(t, y):
+        return np.stack([p.jac(t[i], y[i]) for i in range(y.shape[0])])
+
+    span, t_eval, opts = (0.0, 1000.0), np.linspace(0.0, 1000.0, 5), {"rtol": 1e-4, "atol": 1e-7}
+    solo = solve(p.f, span, np.array(p.y0), method=method, jac=p.jac, t_eval=t_eval, **opts)
+    ens = solve_ensemble(
+        f_rows, span, np.array([p.y0]), method=method, jac=jac_rows, t_eval=t_eval, **opts
+    )
+    assert solo.success and ens.success
+    assert solo.stats["rejected"] > 10  # the transition is in the span
+
+    def row(key):  # per row (accepted, rejected) or for the whole batch (nfev, njev)
+        return int(np.asarray(ens.stats[key]).reshape(-1)[0])
+
+    for key in ("accepted", "rejected", "njev"):
+        assert solo.stats[key] == row(key), key
+    np.testing.assert_allclose(solo.y, ens.y[:, 0, :], rtol=1e-9, atol=1e-12)
+    if method == "kvaerno5":  # a failed stage ends the attempt: fewer evaluations of f
+        assert solo.stats["nfev"] < row("nfev")
+    else:
+        assert solo.stats["nfev"] == row("nfev")
+
+
 @pytest.mark.anyxp_requires("jax")
 def test_stiff_solve_is_one_jax_program():
     import jax

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from anyxp.backend import Backend
@@ -225,6 +226,8 @@ class Rosenbrock(_Implicit):
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
         """One step: ``s`` linear solves with one matrix, ``s`` evaluations of ``f``."""
         tab, b = self.tab, self.batched
+        if not b and self.inplace:
+            return self._attempt_in_buffer(t, y, f0, hs)
         J, nfev = self.jac(t, y, f0)
         ft = self.time_derivative(t, y, f0, hs)
         hg = tab.gamma * hs
@@ -252,6 +255,53 @@ class Rosenbrock(_Implicit):
         counts = {"nfev": nfev + tab.stages + 1, "njev": 1, "nlu": 1}
         return Attempt(y_new, f_new, err, None, dense, counts)
 
+    @cached_property
+    def inplace(self) -> bool:
+        """Whether stages go into one preallocated matrix (``arrays.inplace``), each
+        stage's sums one product with a slice of it (as the explicit steppers do)."""
+        return "arrays.inplace" in self.be.capabilities and not self.be.lazy
+
+    @cached_property
+    def coefficients(self) -> tuple[Any, ...]:
+        """``a`` and ``C`` as lower-triangular ``(s, s)`` matrices, ``m``, ``e`` and the
+        dense weights as one ``(5, s)`` matrix: arrays of the state's dtype, made once."""
+        xp, tab, s = self.be.xp, self.tab, self.tab.stages
+
+        def lower(rows: tuple[tuple[float, ...], ...]) -> Any:
+            full = [list(r) + [0.0] * (s - len(r)) for r in rows]
+            return xp.asarray(full, dtype=self.dtype, device=self.be.device)
+
+        ends = xp.asarray([tab.m, tab.e, *tab.dense], dtype=self.dtype, device=self.be.device)
+        return lower(tab.a), lower(tab.C), ends
+
+    def _attempt_in_buffer(self, t: Any, y: Any, f0: Any, hs: Any) -> Attempt:
+        """:meth:`attempt` for one state, the stages written into the rows of one matrix.
+
+        ``h·gamma`` is folded into the inverse and ``1/h`` into ``C`` once a step, so a
+        stage is one evaluation of ``f``, two products with the stages so far and one
+        with the inverse.
+        """
+        xp, tab = self.be.xp, self.tab
+        A, C, ends = self.coefficients
+        J, nfev = self.jac(t, y, f0)
+        ft = self.time_derivative(t, y, f0, hs)
+        hg = tab.gamma * hs
+        M = hg * self.iteration_matrix_inverse(J, hg)
+        C = C / hs
+        K = xp.empty((tab.stages, *y.shape), dtype=y.dtype, device=self.be.device)
+        for i in range(tab.stages):
+            rhs = f0 if i == 0 else self.f(t + tab.c[i] * hs, y + A[i, :i] @ K[:i, ...])
+            if i > 0:
+                rhs = rhs + C[i, :i] @ K[:i, ...]
+            if tab.d[i] != 0.0:
+                rhs = rhs + (tab.d[i] * hs) * ft
+            K[i, ...] = M @ rhs
+        sums = ends @ K  # the step, its error and the interpolant's three coefficients
+        y_new = y + sums[0, ...]
+        f_new = self.f(t + hs, y_new)
+        counts = {"nfev": nfev + tab.stages + 1, "njev": 1, "nlu": 1}
+        return Attempt(y_new, f_new, sums[1, ...], None, [sums[r, ...] for r in (2, 3, 4)], counts)
+
     def interpolate(self, theta: Any, hs: Any, y: Any, y_new: Any, record: Any) -> Any:
         """Rodas's own interpolant of order ``order - 1``."""
         k1, k2, k3 = (r[None, ...] for r in record)
@@ -262,9 +312,12 @@ class Rosenbrock(_Implicit):
 
 
 NEWTON_MAX_ITER = 10
-NEWTON_TOL = 0.01  # the converged correction, as a fraction of the error tolerance
+#: The converged correction, as a fraction of the error tolerance (SUNDIALS' ``nlscoef``:
+#: a tenth of what a step may commit; 0.01 took 13% more evaluations of f on the Bari
+#: problems at equal error, benchmarks/results/ode_stiff.md).
+NEWTON_TOL = 0.1
 #: GMRES's target for a linear residual, as a fraction of the Newton tolerance, both in
-#: the error norm (SUNDIALS' default ``epslin``; CVODE's Newton tolerance is 10x ours).
+#: the error norm (SUNDIALS' default ``epslin``).
 KRYLOV_FORCING = 0.05
 #: GMRES's Krylov dimension before a restart, and the most products ``J·v`` per solve.
 KRYLOV_RESTART, KRYLOV_MAXITER = 30, 150
@@ -432,8 +485,12 @@ class ESDIRK(_Implicit):
         ks = [f0]
         converged_all = None
         iterations: Any = 0
-        real = time_dtype(xp, self.dtype)
-        eta = xp.full((y.shape[0],) if b else (), xp.inf, dtype=real, device=self.be.device)
+        real, eps = time_dtype(xp, self.dtype), _eps(xp, self.dtype)
+        if b:
+            eta = xp.full((y.shape[0],), xp.inf, dtype=real, device=self.be.device)
+            newton = self._newton
+        else:  # one trajectory on an eager backend: Python floats for the control
+            eta, newton = math.inf, self._newton_one
         for i in range(1, tab.stages):
             base = y + h * weighted_sum(tab.a[i], ks)
             # The predictor extrapolates the stage derivatives to the step's end. (Read as a
@@ -441,11 +498,17 @@ class ESDIRK(_Implicit):
             # diffrax does, it needed 2-3x the Newton failures on ROBER.)
             z = y + h * weighted_sum(tab.predictor[i], ks)
             ti = t + tab.c[i] * hs
-            eta = xp.maximum(eta, _eps(xp, self.dtype)) ** 0.8  # Hairer: distrust a tiny rate
-            z, converged, eta, used = self._newton(ti, z, base, hg, system, scale, newton_tol, eta)
+            # Hairer: distrust a tiny rate
+            eta = xp.maximum(eta, eps) ** 0.8 if b else max(eta, eps) ** 0.8
+            z, converged, eta, used = newton(ti, z, base, hg, system, scale, newton_tol, eta)
+            iterations = iterations + used
+            if not b and not converged:
+                # One trajectory: the step is rejected already, its later stages would be
+                # wasted evaluations (a batch, or a traced step, runs them all).
+                counts = {**counts, "nfev": counts["nfev"] + iterations}
+                return Attempt(y, f0, None, False, None, counts)
             if self.exact_stages:
                 z = self._exact(ti, z, base, hg)
-            iterations = iterations + used
             converged_all = converged if converged_all is None else converged_all & converged
             # The stage derivative from the stage equation: no extra evaluation of f.
             ks.append((z - base) / hg_safe)
@@ -486,6 +549,39 @@ class ESDIRK(_Implicit):
             J, _ = self.jac(t, z, fz)
             z = z - _matvec(self.iteration_matrix_inverse(J, hg), z - base - hgc * fz)
         return z
+
+    def _newton_one(
+        self,
+        t: Any,
+        z: Any,
+        base: Any,
+        hg: Any,
+        system: DenseSystem | KrylovSystem,
+        scale: Any,
+        tol: float,
+        eta: float,
+    ) -> tuple[Any, bool, float, int]:
+        """:meth:`_newton` for one trajectory on an eager backend: the same iteration and
+        tests, with the rate, ``eta`` and the decisions as Python floats (a few array
+        operations an iteration instead of some forty on 0-d arrays)."""
+        xp = self.be.xp
+        dz_prev, fev = math.inf, 0
+        for it in range(1, NEWTON_MAX_ITER + 1):
+            dz, solved, products = system.solve(z - base - hg * self.f(t, z))
+            fev += int(products)
+            dz_norm = float(xp.sqrt(xp.mean((xp.abs(dz) / scale) ** 2)))
+            z = z - dz
+            if not math.isfinite(dz_norm) or (solved is not None and not bool(solved)):
+                return z, False, eta, it + fev
+            if math.isfinite(dz_prev):
+                rate = dz_norm / (dz_prev if dz_prev > 0 else 1.0)
+                if rate >= 1.0:
+                    return z, False, eta, it + fev
+                eta = rate / (1.0 - min(rate, 0.99))
+            if dz_norm == 0 or eta * dz_norm < tol:
+                return z, True, eta, it + fev
+            dz_prev = dz_norm
+        return z, False, eta, NEWTON_MAX_ITER + fev
 
     def _newton(
         self,
