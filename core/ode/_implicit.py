@@ -147,6 +147,10 @@ class _Implicit:
         return True
 
     @property
+    def predictive(self) -> bool:
+        return True  # Gustafsson's controller, as RADAU5 (see step_factor)
+
+    @property
     def stiffness_bound(self) -> float | None:
         return None  # a stiff method has no stiffness to detect
 

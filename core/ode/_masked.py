@@ -16,6 +16,7 @@ import numpy as np
 
 from anyxp.ode._events import Event, crossed, locate
 from anyxp.ode._explicit import (
+    ERR_FLOOR,
     MAX_FACTOR,
     MAX_STEPS,
     MIN_FACTOR,
@@ -165,8 +166,12 @@ def run_masked(
     log0 = None if steps is None else steps.init(y0)
     watch = _MaskedEvents(st, events, tdt) if events else None
     events0 = None if watch is None else watch.init(t, y0)
+    # The last accepted step's size and error per row (size 0: none yet), for the
+    # predictive controller of the stiff methods (see step_factor).
+    predictive = st.predictive and not span.fixed
+    accepted0 = (xp.zeros_like(h), xp.ones_like(h)) if predictive else None
     state0: tuple[Any, ...] = (t, y0, f0, h, ints, ints, counts0, status0, ints == 1, out)
-    state0 = (*state0, stiffness0, log0, events0)
+    state0 = (*state0, stiffness0, log0, events0, accepted0)
 
     def cond(state: Any) -> Any:
         running = state[7] == RUNNING
@@ -176,7 +181,9 @@ def run_masked(
         return xp.any(running)
 
     def body(state: Any) -> Any:
-        t, y, f0, h, acc, rej, counts, status, rej_last, out, stiffness, log_state, ev = state
+        t, y, f0, h, acc, rej, counts, status, rej_last, out, stiffness, log_state, ev, accepted = (
+            state
+        )
         running = status == RUNNING
         remaining = xp.abs(T1 - t)
         h_try = xp.minimum(h, span.max_step)
@@ -213,9 +220,17 @@ def run_masked(
             lambda: out,
         )
         safe = xp.where(finite & (err > 0), err, 1.0)
-        factor = xp.where(
-            err == 0, MAX_FACTOR, xp.clip(SAFETY * safe**exponent, MIN_FACTOR, MAX_FACTOR)
-        )
+        raw = SAFETY * safe**exponent
+        if accepted is not None:  # as step_factor with `previous`, on accepted steps
+            h_old, err_old = accepted
+            seen = ok & (h_old > 0)
+            ratio = (h_try / xp.where(seen, h_old, 1.0)) * (err_old / safe) ** -exponent
+            raw = xp.where(seen, raw * xp.minimum(ratio, 1.0), raw)
+            accepted = (
+                xp.where(ok, h_try, h_old),
+                xp.where(ok, xp.maximum(err, ERR_FLOOR), err_old),
+            )
+        factor = xp.where(err == 0, MAX_FACTOR, xp.clip(raw, MIN_FACTOR, MAX_FACTOR))
         factor = xp.where(finite, factor, MIN_FACTOR)
         factor = xp.where(converged | ~running, factor, 0.5)
         factor = xp.where(ok & rej_last, xp.minimum(factor, 1.0), factor)
@@ -241,11 +256,11 @@ def run_masked(
         if span.fixed:
             status = xp.where((status == RUNNING) & ~finite, const(NONFINITE), status)
         state = (t, y, f0, h_next, acc, rej, counts, status, running & ~ok, out, stiffness)
-        return (*state, log_state, ev)
+        return (*state, log_state, ev, accepted)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # see run_eager
         state = be.while_loop(cond, body, state0)
-    _, _, _, _, acc, rej, counts, status, _, out, _, log_state, ev = state
+    _, _, _, _, acc, rej, counts, status, _, out, _, log_state, ev, _ = state
     res = {
         "t": te,
         "y": out,
