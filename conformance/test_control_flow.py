@@ -82,3 +82,23 @@ def test_loops_are_traced_not_unrolled(backend):
     out = backend.jit(lambda x: backend.fori_loop(0, 1000, body, x))(backend.asarray(0.0))
     check(backend, out, 1000.0)
     assert len(calls) <= 2, f"the loop body ran {len(calls)} times in Python: it was unrolled"
+
+
+@requires("jit.fuse")
+def test_a_fused_step_gives_the_eager_answer_for_new_scalars(backend):
+    # One step of an iteration, compiled once, called with new 0-d scalars: a fused
+    # function must not bake in the first call's values.
+    xp = backend.xp
+
+    def step(y, h):
+        k1 = xp.sin(y)
+        k2 = xp.sin(y + 0.5 * h * k1)
+        return y + h * k2, xp.sqrt(xp.mean((k2 - k1) ** 2))
+
+    fused = backend.jit(step, fuse=True)
+    y = backend.asarray([0.1, 0.2, 0.3])
+    for h in (0.1, 0.2, 0.05):
+        hh = backend.asarray(h)
+        got, want = fused(y, hh), step(y, hh)
+        check(backend, got[0], backend.to_numpy(want[0]), rtol=1e-5)
+        check(backend, got[1], backend.to_numpy(want[1]), rtol=1e-5)

@@ -311,7 +311,13 @@ class Backend:
         return self.control.cond(pred, true_fun, false_fun, *operands)
 
     def jit(self, fun: Callable[..., Any], **options: Any) -> Callable[..., Any]:
-        """Compile ``fun`` where the backend compiles; return it unchanged otherwise."""
+        """Compile ``fun`` where the backend compiles; return it unchanged otherwise.
+
+        ``fuse=True`` asks for a straight-line function (one step of an iteration, no
+        data-dependent Python control flow) to be compiled into fused kernels: backends
+        that declare ``jit.fuse`` do (torch through ``torch.compile``), others return it
+        unchanged.
+        """
         return self.control.jit(fun, **options)  # type: ignore[no-any-return]
 
     def tree_flatten(self, tree: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:

@@ -25,6 +25,10 @@ CAPABILITIES = MappingProxyType(
         "derivative rules (an ODE solve's adjoint), composing with grad, vjp, jvp and second "
         "derivatives",
         "jit": "be.jit compiles a function",
+        "jit.fuse": "be.jit(fun, fuse=True) compiles a function of arrays with no "
+        "data-dependent Python control flow (one step of an iteration) into fused kernels, "
+        "reused while its inputs keep their shapes and dtypes (0-d arrays for scalars that "
+        "change from call to call)",
         "control_flow.compiled": "while_loop, fori_loop, scan and cond trace into compiled code",
         "random": "be.random draws reproducible numbers from explicit keys",
         "device.gpu": "arrays can live on a GPU",

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -89,6 +88,28 @@ class Attempt:
     counts: dict[str, Any]
 
 
+_T = TypeVar("_T")
+
+
+class once(Generic[_T]):
+    """``functools.cached_property`` without its lock: computed on first access, then an
+    instance attribute. (Before Python 3.12 the standard one takes an ``RLock`` on every
+    access, which ``torch.compile`` cannot trace: a compiled step reads these.)"""
+
+    def __init__(self, fn: Callable[[Any], _T]) -> None:
+        self.fn, self.name, self.__doc__ = fn, fn.__name__, fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, cls: type | None = None) -> _T:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        value = self.fn(obj)
+        obj.__dict__[self.name] = value
+        return value
+
+
 def weighted_sum(weights: tuple[float, ...], ks: list[Any]) -> Any:
     """``Σ w_i k_i`` over the non-zero weights (``None`` when every weight is zero)."""
     out = None
@@ -136,7 +157,7 @@ class Stepper:
     def has_dense(self) -> bool:
         return self.tab.has_dense
 
-    @cached_property
+    @once
     def coefficients(self) -> tuple[Any, Any, Any, list[Any]]:
         """``b``, ``e``, the dense matrix and the rows of ``a`` as arrays of the state's
         dtype and device, made once per solve (not once per step)."""
@@ -187,7 +208,7 @@ class Stepper:
             return e5
         return e5, hs * xp.tensordot(self.e3, ks, axes=1)
 
-    @cached_property
+    @once
     def e3(self) -> Any:
         """DOP853's 3rd-order error weights as an array (made once per solve)."""
         return self.be.xp.asarray(self.tab.e3, dtype=self.dtype, device=self.be.device)
@@ -195,6 +216,9 @@ class Stepper:
     @property
     def predictive(self) -> bool:
         return False  # the I-controller (see :func:`step_factor`)
+
+    #: Whether the error norm is already NaN for a non-finite step (the loop checks else).
+    nonfinite_err = False
 
     @property
     def stiffness_bound(self) -> float | None:
@@ -243,7 +267,7 @@ class Stepper:
         nfev = tab.stages - 1 + (0 if tab.fsal else 1)
         return Attempt(y_new, f_new, err, None, (t, ks), {"nfev": nfev})
 
-    @cached_property
+    @once
     def inplace(self) -> bool:
         """Whether stages go into one preallocated matrix (backends with ``arrays.inplace``).
 
@@ -315,8 +339,8 @@ class Stepper:
             mix = xp.sum(weights[..., None] * xp.permute_dims(K, (1, 0, 2))[None, ...], axis=2)
             return y[None, :, :] + hs[None, :, None] * mix
         weights = powers @ xp.permute_dims(dense, (1, 0))  # (m, [B,] s)
-        if not self.batched:
-            return y[None, :] + hs * (weights @ xp.stack(K))
+        if not self.batched:  # K: the stages as a list, or stacked (s, n)
+            return y[None, :] + hs * (weights @ (xp.stack(K) if isinstance(K, list) else K))
         mix = xp.permute_dims(weights, (1, 0, 2)) @ xp.permute_dims(K, (1, 0, 2))  # (B, m, n)
         return y[None, :, :] + hs[None, :, None] * xp.permute_dims(mix, (1, 0, 2))
 
@@ -359,6 +383,9 @@ class Method(Protocol):
     def stiffness_bound(self) -> float | None: ...
     @property
     def predictive(self) -> bool: ...
+
+    nonfinite_err: bool
+
     def stiffness(
         self, hs: Any, y: Any, y_new: Any, f_new: Any, record: Any, comm: Any = None
     ) -> Any: ...
@@ -642,7 +669,9 @@ class _EagerLoop:
             )
             # (Split across ranks, a non-finite y_new anywhere already made err NaN
             # everywhere: a rank's own check could disagree with the others'.)
-            if not math.isfinite(err) or (comm is None and not bool(xp.all(xp.isfinite(y_new)))):
+            if not math.isfinite(err) or (
+                comm is None and not st.nonfinite_err and not bool(xp.all(xp.isfinite(y_new)))
+            ):
                 # Retry smaller: a too-long step can overflow where a shorter one does not.
                 if fixed:
                     return self.result(NONFINITE)

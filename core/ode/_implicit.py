@@ -19,11 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from anyxp.backend import Backend
-from anyxp.ode._explicit import Attempt, _col, error_norm, time_dtype, weighted_sum
+from anyxp.ode._explicit import Attempt, _col, error_norm, once, time_dtype, weighted_sum
 from anyxp.ode.tableaux import ESDIRKTableau, RosenbrockTableau
 
 __all__ = [
@@ -150,6 +149,8 @@ class _Implicit:
     def predictive(self) -> bool:
         return True  # Gustafsson's controller, as RADAU5 (see step_factor)
 
+    nonfinite_err = False  # see Stepper
+
     @property
     def stiffness_bound(self) -> float | None:
         return None  # a stiff method has no stiffness to detect
@@ -259,13 +260,13 @@ class Rosenbrock(_Implicit):
         counts = {"nfev": nfev + tab.stages + 1, "njev": 1, "nlu": 1}
         return Attempt(y_new, f_new, err, None, dense, counts)
 
-    @cached_property
+    @once
     def inplace(self) -> bool:
         """Whether stages go into one preallocated matrix (``arrays.inplace``), each
         stage's sums one product with a slice of it (as the explicit steppers do)."""
         return "arrays.inplace" in self.be.capabilities and not self.be.lazy
 
-    @cached_property
+    @once
     def coefficients(self) -> tuple[Any, ...]:
         """``a`` and ``C`` as lower-triangular ``(s, s)`` matrices, ``m``, ``e`` and the
         dense weights as one ``(5, s)`` matrix: arrays of the state's dtype, made once."""

@@ -25,6 +25,7 @@ from anyxp.ode._checks import (
     state_dtype,
 )
 from anyxp.ode._events import EagerEvents, Event, check_events, differentiable_event
+from anyxp.ode._fused import fused_stepper
 from anyxp.ode._implicit import ESDIRK, Rosenbrock, jacobian_source
 from anyxp.ode._masked import run_masked
 from anyxp.ode._replay import Replay, difference_jacobian
@@ -156,6 +157,8 @@ class _Problem:
     linear_solver: str = "dense"
     #: The user's ``preconditioner(t, y, h_gamma, v, *args)`` on ``y0``'s shape, or None.
     preconditioner: Callable[..., Any] | None = None
+    #: The user's ``f`` when each eager step runs compiled (``compile=True``), else None.
+    fused_f: Callable[..., Any] | None = None
 
     def events_of(self, args: Any) -> list[Callable[[Any, Any], Any]]:
         """The event functions on flat states."""
@@ -237,6 +240,7 @@ def solve(
     comm: Any = None,
     linear_solver: str = "dense",
     preconditioner: Callable[..., Any] | None = None,
+    compile: bool = False,
 ) -> Solution:
     """Solve the initial value problem ``y' = f(t, y, *args)``, ``y(t0) = y0``.
 
@@ -313,6 +317,12 @@ def solve(
         h_gamma, v, *args)`` (GMRES only) returns an approximation of ``(I -
         h_gamma·∂f/∂y(t, y))⁻¹ v`` in ``y0``'s shape: fewer GMRES iterations. Not
         differentiable; ``rodas5p`` needs ``"dense"``.
+    compile
+        Run each step of an explicit method as one compiled function on an eager backend
+        that declares ``jit.fuse`` (torch: ``torch.compile``): one call a step instead of
+        ~100 array operations. The first solve compiles (seconds); later solves with the
+        same ``f``, method, tolerances and state shape reuse it. ``f`` then receives ``t``
+        as a 0-d array. For forward solves; a compiled backend (jax) is compiled already.
 
     Examples
     --------
@@ -332,6 +342,7 @@ def solve(
             "max_step": max_step, "jac": jac, "dt": dt, "progress": progress,
             "sensitivity": sensitivity, "checkpoints": checkpoints, "events": events,
             "linear_solver": linear_solver, "preconditioner": preconditioner,
+            "compile": compile,
         }  # fmt: skip
         return _solve_in_memory(be, f, t_span, y0, options)
     mode = check_mode(be, sensitivity, checkpoints)
@@ -345,6 +356,8 @@ def solve(
     p = replace(p, linear_solver=linear_solver, preconditioner=preconditioner)
     if events is not None:
         p = replace(p, events=check_events(events))
+    if compile and not p.compiled:
+        p = replace(p, fused_f=_check_compile(p, f, comm))
     if comm is not None and comm.size > 1:
         p = replace(p, span=replace(p.span, comm=_check_split(p, comm, events)))
     if p.span.t0 == p.span.t1 or p.y0.shape[0] == 0:
@@ -477,6 +490,26 @@ def _prepare(
     )
 
 
+def _check_compile(p: _Problem, f: Callable[..., Any], comm: Any) -> Callable[..., Any]:
+    """``f``, once ``compile=True`` is known to be possible for this solve."""
+    if "jit.fuse" not in p.be.capabilities:
+        from anyxp.errors import UnsupportedError
+        from anyxp.registry import get_registry
+
+        raise UnsupportedError(p.be.name, "jit.fuse", get_registry().providers("jit.fuse"))
+    if not isinstance(p.tab, Tableau):
+        raise ValueError(
+            f"compile=True compiles the explicit methods' steps; {p.method!r} is a stiff "
+            "method: solve without compile, or on jax, where the whole solve is compiled"
+        )
+    if comm is not None and comm.size > 1:
+        raise ValueError(
+            "compile=True runs one process's steps; for a state split across ranks, solve "
+            "without it"
+        )
+    return f
+
+
 def _check_preconditioner(p: _Problem, preconditioner: Callable[..., Any]) -> None:
     """One call of the preconditioner (``h_gamma = 0``, where it should return ``v``)."""
     if not p.y0.shape[0]:
@@ -592,7 +625,13 @@ def _run(
             if "kept" in res:
                 out["kept"] = res["kept"]
         return out
-    st = p.stepper(args, batched=False)
+    if p.fused_f is not None:
+        span = p.span
+        st = fused_stepper(
+            be, p.fused_f, p.tab, p.shape, p.dtype, args, span.rtol, span.atol, span.fixed
+        )
+    else:
+        st = p.stepper(args, batched=False)
     bar = Progress(abs(p.span.t1 - p.span.t0)) if progress else None
     watch = None
     if p.events:

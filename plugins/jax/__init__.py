@@ -32,6 +32,7 @@ def anyxp_backends() -> list[BackendSpec]:
                 "random",
                 *AD_CAPABILITIES,
                 "jit",
+                "jit.fuse",
                 "control_flow.compiled",
                 "device.gpu",
             },

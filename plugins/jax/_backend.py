@@ -82,8 +82,8 @@ class JaxControlFlow:
     ) -> Any:
         return jax.lax.scan(f, init, xs, length=length)
 
-    def jit(self, fun: Callable[..., Any], **options: Any) -> Callable[..., Any]:
-        return jax.jit(fun, **options)
+    def jit(self, fun: Callable[..., Any], fuse: bool = False, **options: Any) -> Callable[..., Any]:
+        return jax.jit(fun, **options)  # ``fuse``: every jitted function is fused already
 
     @staticmethod
     def tree_flatten(tree: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:

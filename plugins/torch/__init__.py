@@ -24,10 +24,12 @@ def anyxp_backends() -> list[BackendSpec]:
                 "dlpack",
                 "random",
                 *AD_CAPABILITIES,
+                "jit.fuse",
                 "device.gpu",
             },
             aliases=("pytorch",),
-            description="PyTorch tensors; AD through torch.func; eager",
+            description="PyTorch tensors; AD through torch.func; eager; torch.compile for "
+            "fused steps",
         )
     ]
 

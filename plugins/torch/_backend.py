@@ -11,6 +11,7 @@ import torch
 import torch.func
 
 from anyxp import Backend, BackendSpec, BackendUnavailableError
+from anyxp.control_flow import EagerControlFlow
 from anyxp.random import HostRandom, Key
 
 
@@ -240,6 +241,21 @@ def _device_of(x: Any) -> Any:
     return x.device
 
 
+class TorchControlFlow(EagerControlFlow):
+    """Eager control flow; ``jit(fun, fuse=True)`` is ``torch.compile`` (jit.fuse).
+
+    Only straight-line functions are compiled: a whole iterative program (Python loops)
+    would be unrolled by TorchDynamo, so plain ``jit`` stays the identity.
+    """
+
+    def jit(self, fun: Callable[..., Any], fuse: bool = False, **_: Any) -> Callable[..., Any]:
+        if not fuse:
+            return fun
+        # Static shapes: a solver's step sees one state shape; scalars come as 0-d tensors,
+        # so new step sizes do not recompile.
+        return torch.compile(fun, dynamic=False)
+
+
 def create(spec: BackendSpec, *, device: Any = None, dtype: Any = None) -> Backend:
     """Return the torch backend."""
     return Backend.from_namespace(
@@ -251,4 +267,5 @@ def create(spec: BackendSpec, *, device: Any = None, dtype: Any = None) -> Backe
         random=TorchRandom,
         to_numpy=_to_numpy,
         device_of=_device_of,
+        control=TorchControlFlow(xp),
     )
