@@ -7,9 +7,9 @@ declares ``jit.fuse`` compiles a straight-line function into fused kernels
 its decisions (accept, reject, the next step size) in Python.
 
 The compiled function closes over the user's ``f`` and the method, never over one solve's
-objects, and takes the time, the step and ``args`` as inputs (``t`` and ``h`` as 0-d arrays):
-later solves with the same ``f``, method, tolerances and state shape reuse it, and a new
-step size does not recompile.
+objects, and takes the time, the step, ``args`` and the tolerances as inputs (``t``, ``h``
+and scalar tolerances as 0-d arrays): later solves with the same ``f``, method and state
+shape reuse it, and new step sizes, parameters or tolerances do not recompile.
 """
 
 from __future__ import annotations
@@ -30,25 +30,18 @@ CACHE_SIZE = 32
 _CACHE: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
 
 
-def _key(value: Any) -> Any:
-    """A hashable stand-in for a tolerance (a float, or one per component)."""
-    if isinstance(value, int | float):
-        return float(value)
-    return ("array", id(value))
-
-
 def _compiled(
     be: Backend,
     f: Callable[..., Any],
     tab: Tableau,
     shape: tuple[int, ...],
-    rtol: Any,
-    atol: Any,
     fixed: bool,
 ) -> Callable[..., Any]:
     xp = be.xp
 
-    def step(t: Any, y: Any, f0: Any, hs: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def step(
+        t: Any, y: Any, f0: Any, hs: Any, args: tuple[Any, ...], tols: tuple[Any, Any]
+    ) -> tuple[Any, ...]:
         if len(shape) == 1:
             flat = lambda t, y: f(t, y, *args)  # noqa: E731
         else:
@@ -59,7 +52,7 @@ def _compiled(
         K = xp.stack(ks) if isinstance(ks, list) else ks
         if fixed:
             return a.y_new, a.f_new, xp.zeros_like(hs), K
-        norm = st.error_norm(a.err, y, a.y_new, rtol, atol)
+        norm = st.error_norm(a.err, y, a.y_new, *tols)
         # A non-finite step makes the error NaN: the loop retries it shorter.
         norm = xp.where(xp.all(xp.isfinite(a.y_new)), norm, xp.nan)
         return a.y_new, a.f_new, norm, K
@@ -79,10 +72,13 @@ def fused_stepper(
     fixed: bool,
 ) -> FusedStepper:
     """The eager loop's method for ``solve(..., compile=True)`` (explicit methods)."""
-    key = (f, tab.name, shape, str(dtype), str(be.device), _key(rtol), _key(atol), fixed)
+    xp, tdt = be.xp, time_dtype(be.xp, dtype)
+    # Tolerances are inputs too (0-d, or one per component): a new rtol does not recompile.
+    tols = tuple(xp.asarray(v, dtype=tdt, device=be.device) for v in (rtol, atol))
+    key = (f, tab.name, shape, str(dtype), str(be.device), fixed, tuple(v.ndim for v in tols))
     fn = _CACHE.pop(key, None)
     if fn is None:
-        fn = _compiled(be, f, tab, shape, rtol, atol, fixed)
+        fn = _compiled(be, f, tab, shape, fixed)
     _CACHE[key] = fn
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -91,9 +87,8 @@ def fused_stepper(
     elif len(shape) == 1:
         flat = lambda t, y: f(t, y, *args)  # noqa: E731
     else:
-        xp = be.xp
         flat = lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))  # noqa: E731
-    return FusedStepper(Stepper(be, tab, flat, dtype), fn, tuple(args))
+    return FusedStepper(Stepper(be, tab, flat, dtype), fn, tuple(args), tols)
 
 
 @dataclass(frozen=True)
@@ -107,6 +102,7 @@ class FusedStepper:
     plain: Stepper
     fused: Callable[..., Any]
     args: tuple[Any, ...]
+    tols: tuple[Any, Any]  # rtol, atol as arrays
     #: The compiled error norm is NaN where the step is not finite: no separate check.
     nonfinite_err = True
 
@@ -118,7 +114,7 @@ class FusedStepper:
         xp, tdt = be.xp, time_dtype(be.xp, self.plain.dtype)
         t_arr = xp.full((), t, dtype=tdt, device=be.device)
         h_arr = xp.full((), hs, dtype=tdt, device=be.device)
-        y_new, f_new, norm, K = self.fused(t_arr, y, f0, h_arr, self.args)
+        y_new, f_new, norm, K = self.fused(t_arr, y, f0, h_arr, self.args, self.tols)
         nfev = tab.stages - 1 + (0 if tab.fsal else 1)
         return Attempt(y_new, f_new, norm, None, (t, K), {"nfev": nfev})
 

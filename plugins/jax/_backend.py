@@ -82,7 +82,9 @@ class JaxControlFlow:
     ) -> Any:
         return jax.lax.scan(f, init, xs, length=length)
 
-    def jit(self, fun: Callable[..., Any], fuse: bool = False, **options: Any) -> Callable[..., Any]:
+    def jit(
+        self, fun: Callable[..., Any], fuse: bool = False, **options: Any
+    ) -> Callable[..., Any]:
         return jax.jit(fun, **options)  # ``fuse``: every jitted function is fused already
 
     @staticmethod

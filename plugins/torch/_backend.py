@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -251,9 +252,17 @@ class TorchControlFlow(EagerControlFlow):
     def jit(self, fun: Callable[..., Any], fuse: bool = False, **_: Any) -> Callable[..., Any]:
         if not fuse:
             return fun
+        # TorchDynamo keeps its compiled variants on the code object, at most
+        # recompile_limit (8) of them, then runs eagerly: closures of one function (a
+        # solver's step over different f) would share that budget. A copy of the code
+        # gives each call its own.
+        own = types.FunctionType(
+            fun.__code__.replace(), fun.__globals__, fun.__name__, fun.__defaults__,
+            fun.__closure__,
+        )  # fmt: skip
         # Static shapes: a solver's step sees one state shape; scalars come as 0-d tensors,
         # so new step sizes do not recompile.
-        return torch.compile(fun, dynamic=False)
+        return torch.compile(own, dynamic=False)
 
 
 def create(spec: BackendSpec, *, device: Any = None, dtype: Any = None) -> Backend:
