@@ -90,13 +90,12 @@ def test_compile_on_jax_is_the_compiled_solve_it_already_is():
 
 
 @torch_only
-def test_each_fused_function_compiles_on_its_own_budget(monkeypatch):
+def test_each_fused_function_compiles_on_its_own_budget():
     # TorchDynamo keeps at most recompile_limit variants per code object, then runs
     # eagerly: closures of one step function (one per f) must not share that budget.
     import torch
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     be = anyxp.backend("torch", dtype="float64")
 
     def make(c):
@@ -107,8 +106,8 @@ def test_each_fused_function_compiles_on_its_own_budget(monkeypatch):
 
     before = counters["stats"]["unique_graphs"]
     x = be.asarray([0.1, 0.2])
-    for c in (2.0, 3.0):
-        np.testing.assert_allclose(
-            be.to_numpy(be.jit(make(c), fuse=True)(x)), np.sin([0.1, 0.2]) * c + [0.1, 0.2]
-        )
+    with torch._dynamo.config.patch(recompile_limit=1):  # torch's own patch: restored after
+        for c in (2.0, 3.0):
+            got = be.to_numpy(be.jit(make(c), fuse=True)(x))
+            np.testing.assert_allclose(got, np.sin([0.1, 0.2]) * c + [0.1, 0.2])
     assert counters["stats"]["unique_graphs"] - before == 2  # both compiled

@@ -464,7 +464,7 @@ def step_factor(
     (Hairer & Wanner IV.8, RADAU5's): the factor is also held below
     ``SAFETY · (h/h_old) · (err_old/err)^(1/(q+1)) · err^(-1/(q+1))``, which stops a step
     from growing while its errors grow. It takes the stiff methods through VDPOL's and
-    OREGO's transitions with a fifth to a tenth of the rejected steps.
+    OREGO's transitions with a quarter to a seventh of the rejected steps.
     """
     if err == 0.0:
         return MAX_FACTOR
