@@ -111,3 +111,23 @@ def test_each_fused_function_compiles_on_its_own_budget():
             got = be.to_numpy(be.jit(make(c), fuse=True)(x))
             np.testing.assert_allclose(got, np.sin([0.1, 0.2]) * c + [0.1, 0.2])
     assert counters["stats"]["unique_graphs"] - before == 2  # both compiled
+
+
+@torch_only
+def test_a_compiled_ensemble_takes_each_trajectory_s_eager_steps():
+    import torch
+
+    from anyxp.ode import solve_ensemble
+
+    def rows(t, y, k):
+        return torch.stack([y[:, 1], -k * y[:, 0] + 0.1 * t * torch.cos(y[:, 0])], dim=1)
+
+    be = anyxp.backend("torch", dtype="float64")
+    y0, k = be.asarray([[1.0, 0.0], [0.5, 0.5], [2.0, -1.0]]), be.asarray([1.0, 4.0, 9.0])
+    opts = {"params": k, "rtol": 1e-9, "atol": 1e-12, "t_eval": np.linspace(0.0, 3.0, 7)}
+    plain = solve_ensemble(rows, (0.0, 3.0), y0, **opts)
+    fused = solve_ensemble(rows, (0.0, 3.0), y0, compile=True, **opts)
+    assert fused.success
+    assert torch.equal(fused.stats["accepted"], plain.stats["accepted"])
+    assert len(set(be.to_numpy(plain.stats["accepted"]).tolist())) > 1  # own step sizes
+    np.testing.assert_allclose(be.to_numpy(fused.y), be.to_numpy(plain.y), rtol=1e-12, atol=1e-14)

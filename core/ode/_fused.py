@@ -23,11 +23,25 @@ from anyxp.backend import Backend
 from anyxp.ode._explicit import Attempt, Stepper, time_dtype
 from anyxp.ode.tableaux import Tableau
 
-__all__ = ["FusedStepper", "fused_stepper"]
+__all__ = ["FusedStepper", "check_fusable", "fused_stepper"]
 
 #: Compiled steps kept for reuse (least recently used first out).
 CACHE_SIZE = 32
 _CACHE: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
+
+
+def check_fusable(be: Backend, tab: Any, method: str) -> None:
+    """Raise unless ``compile=True`` can fuse ``method``'s steps on ``be``."""
+    if "jit.fuse" not in be.capabilities:
+        from anyxp.errors import UnsupportedError
+        from anyxp.registry import get_registry
+
+        raise UnsupportedError(be.name, "jit.fuse", get_registry().providers("jit.fuse"))
+    if not isinstance(tab, Tableau):
+        raise ValueError(
+            f"compile=True compiles the explicit methods' steps; {method!r} is a stiff "
+            "method: solve without compile, or on jax, where the whole solve is compiled"
+        )
 
 
 def _compiled(
@@ -36,17 +50,18 @@ def _compiled(
     tab: Tableau,
     shape: tuple[int, ...],
     fixed: bool,
+    batched: bool,
 ) -> Callable[..., Any]:
     xp = be.xp
 
     def step(
         t: Any, y: Any, f0: Any, hs: Any, args: tuple[Any, ...], tols: tuple[Any, Any]
     ) -> tuple[Any, ...]:
-        if len(shape) == 1:
+        if len(shape) == 1 or batched:
             flat = lambda t, y: f(t, y, *args)  # noqa: E731
         else:
             flat = lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))  # noqa: E731
-        st = Stepper(be, tab, flat, y.dtype)
+        st = Stepper(be, tab, flat, y.dtype, batched)
         a = st.attempt(t, y, f0, hs, fixed=fixed)
         ks = a.record[1]
         K = xp.stack(ks) if isinstance(ks, list) else ks
@@ -54,7 +69,7 @@ def _compiled(
             return a.y_new, a.f_new, xp.zeros_like(hs), K
         norm = st.error_norm(a.err, y, a.y_new, *tols)
         # A non-finite step makes the error NaN: the loop retries it shorter.
-        norm = xp.where(xp.all(xp.isfinite(a.y_new)), norm, xp.nan)
+        norm = xp.where(xp.all(xp.isfinite(a.y_new), axis=-1), norm, xp.nan)
         return a.y_new, a.f_new, norm, K
 
     return be.jit(step, fuse=True)
@@ -70,25 +85,29 @@ def fused_stepper(
     rtol: Any,
     atol: Any,
     fixed: bool,
+    batched: bool = False,
 ) -> FusedStepper:
-    """The eager loop's method for ``solve(..., compile=True)`` (explicit methods)."""
+    """The eager loop's method for ``solve(..., compile=True)`` (explicit methods), or
+    the masked loop's for ``solve_ensemble(..., compile=True)`` (``batched``: ``f`` takes
+    rows, ``shape`` is the batch's)."""
     xp, tdt = be.xp, time_dtype(be.xp, dtype)
     # Tolerances are inputs too (0-d, or one per component): a new rtol does not recompile.
     tols = tuple(xp.asarray(v, dtype=tdt, device=be.device) for v in (rtol, atol))
-    key = (f, tab.name, shape, str(dtype), str(be.device), fixed, tuple(v.ndim for v in tols))
+    ndims = tuple(v.ndim for v in tols)
+    key = (f, tab.name, shape, str(dtype), str(be.device), fixed, batched, ndims)
     fn = _CACHE.pop(key, None)
     if fn is None:
-        fn = _compiled(be, f, tab, shape, fixed)
+        fn = _compiled(be, f, tab, shape, fixed, batched)
     _CACHE[key] = fn
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
-    if len(shape) == 1 and not args:
+    if (len(shape) == 1 or batched) and not args:
         flat = f
-    elif len(shape) == 1:
+    elif len(shape) == 1 or batched:
         flat = lambda t, y: f(t, y, *args)  # noqa: E731
     else:
         flat = lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))  # noqa: E731
-    return FusedStepper(Stepper(be, tab, flat, dtype), fn, tuple(args), tols)
+    return FusedStepper(Stepper(be, tab, flat, dtype, batched), fn, tuple(args), tols)
 
 
 @dataclass(frozen=True)
@@ -112,11 +131,13 @@ class FusedStepper:
     def attempt(self, t: Any, y: Any, f0: Any, hs: Any, *, fixed: bool) -> Attempt:
         be, tab = self.plain.be, self.plain.tab
         xp, tdt = be.xp, time_dtype(be.xp, self.plain.dtype)
-        t_arr = xp.full((), t, dtype=tdt, device=be.device)
-        h_arr = xp.full((), hs, dtype=tdt, device=be.device)
-        y_new, f_new, norm, K = self.fused(t_arr, y, f0, h_arr, self.args, self.tols)
+        t_in = t
+        if not self.plain.batched:  # the eager loop's Python floats, as 0-d arrays
+            t = xp.full((), t, dtype=tdt, device=be.device)
+            hs = xp.full((), hs, dtype=tdt, device=be.device)
+        y_new, f_new, norm, K = self.fused(t, y, f0, hs, self.args, self.tols)
         nfev = tab.stages - 1 + (0 if tab.fsal else 1)
-        return Attempt(y_new, f_new, norm, None, (t, K), {"nfev": nfev})
+        return Attempt(y_new, f_new, norm, None, (t_in, K), {"nfev": nfev})
 
     def error_norm(
         self, err: Any, y: Any, y_new: Any, rtol: float, atol: float, comm: Any = None

@@ -25,7 +25,7 @@ from anyxp.ode._checks import (
     state_dtype,
 )
 from anyxp.ode._events import EagerEvents, Event, check_events, differentiable_event
-from anyxp.ode._fused import fused_stepper
+from anyxp.ode._fused import check_fusable, fused_stepper
 from anyxp.ode._implicit import ESDIRK, Rosenbrock, jacobian_source
 from anyxp.ode._masked import run_masked
 from anyxp.ode._replay import Replay, difference_jacobian
@@ -492,16 +492,7 @@ def _prepare(
 
 def _check_compile(p: _Problem, f: Callable[..., Any], comm: Any) -> Callable[..., Any]:
     """``f``, once ``compile=True`` is known to be possible for this solve."""
-    if "jit.fuse" not in p.be.capabilities:
-        from anyxp.errors import UnsupportedError
-        from anyxp.registry import get_registry
-
-        raise UnsupportedError(p.be.name, "jit.fuse", get_registry().providers("jit.fuse"))
-    if not isinstance(p.tab, Tableau):
-        raise ValueError(
-            f"compile=True compiles the explicit methods' steps; {p.method!r} is a stiff "
-            "method: solve without compile, or on jax, where the whole solve is compiled"
-        )
+    check_fusable(p.be, p.tab, p.method)
     if comm is not None and comm.size > 1:
         raise ValueError(
             "compile=True runs one process's steps; for a state split across ranks, solve "

@@ -24,6 +24,7 @@ from anyxp.ode._checks import (
 )
 from anyxp.ode._events import Event, check_events, differentiable_event
 from anyxp.ode._explicit import time_dtype
+from anyxp.ode._fused import check_fusable, fused_stepper
 from anyxp.ode._masked import run_masked
 from anyxp.ode._sensitivity import Solver, check_mode, time_inputs
 from anyxp.ode._solve import Progress, make_method, smallest, values_of
@@ -83,6 +84,7 @@ def solve_ensemble(
     linear_solver: str = "dense",
     preconditioner: Callable[..., Any] | None = None,
     progress: bool = False,
+    compile: bool = False,
 ) -> EnsembleSolution:
     """Solve ``B`` independent problems ``y_j' = f(t_j, y_j, p_j)`` at once.
 
@@ -136,6 +138,10 @@ def solve_ensemble(
         ``comm``: rank 0's bar over its own block. Not drawn while differentiating
         (``sensitivity``). Compiled backends (jax) run the solve as one program, which
         cannot report while it runs: ``ValueError``.
+    compile
+        As for :func:`anyxp.ode.solve`: each step of an explicit method, on the whole
+        batch, one function compiled by ``be.jit(fun, fuse=True)`` (torch); the masked
+        loop's bookkeeping stays eager.
     """
     import anyxp
 
@@ -146,7 +152,7 @@ def solve_ensemble(
             "max_step": max_step, "jac": jac, "dt": dt, "backend": backend,
             "sensitivity": sensitivity, "checkpoints": checkpoints, "events": events,
             "linear_solver": linear_solver, "preconditioner": preconditioner,
-            "progress": progress and comm.rank == 0,
+            "progress": progress and comm.rank == 0, "compile": compile,
         }  # fmt: skip
         return _solve_across_ranks(comm, f, t_span, y0, options)
     be = anyxp.backend(backend, like=y0)
@@ -159,6 +165,9 @@ def solve_ensemble(
         )
     mode = check_mode(be, sensitivity, checkpoints)
     tab, fixed = check_method(method, dt)
+    fuse = compile and not getattr(be.control, "compiled", False)
+    if fuse:
+        check_fusable(be, tab, method)
     linear_solver = check_linear_solver(linear_solver, preconditioner, tab, method, sensitivity)
     t0, t1 = check_span(values_of(be, t_span))
     first_step, max_step, dt = check_steps(first_step, max_step, dt, max_steps, t0, t1)
@@ -218,6 +227,12 @@ def solve_ensemble(
         return _solve_in_blocks(be, f, (t0, t1), y0, params, options, progress)
 
     def stepper(params: Any, exact_stages: bool = False) -> Any:
+        if fuse and not exact_stages:  # the forward solve; replays differentiate plain steps
+            args = () if params is None else (params,)
+            return fused_stepper(
+                be, f, tab, tuple(y0.shape), y0.dtype, args, rtol, atol, fixed, batched=True
+            )
+
         def rhs(t: Any, y: Any) -> Any:
             return f(t, y) if params is None else f(t, y, params)
 
