@@ -321,7 +321,7 @@ def solve(
         Run each step of an explicit method as one compiled function on an eager backend
         that declares ``jit.fuse`` (torch: ``torch.compile``): one call a step instead of
         ~100 array operations. The first solve compiles (seconds); later solves with the
-        same ``f``, method, tolerances and state shape reuse it. ``f`` then receives ``t``
+        same ``f``, method and state shape reuse it (tolerances, ``args`` and times are its inputs). ``f`` then receives ``t``
         as a 0-d array. For forward solves; a compiled backend (jax) is compiled already.
 
     Examples
