@@ -321,8 +321,10 @@ def solve(
         Run each step of an explicit method as one compiled function on an eager backend
         that declares ``jit.fuse`` (torch: ``torch.compile``): one call a step instead of
         ~100 array operations. The first solve compiles (seconds); later solves with the
-        same ``f``, method and state shape reuse it (tolerances, ``args`` and times are its inputs). ``f`` then receives ``t``
-        as a 0-d array. For forward solves; a compiled backend (jax) is compiled already.
+        same ``f``, method and state shape reuse it (times, step sizes, ``args`` and
+        tolerances are its inputs). ``f`` then receives ``t`` as a 0-d array. Derivatives
+        work as without it (the compiled forward solve feeds the same reverse sweep). A
+        compiled backend (jax) compiles the whole solve already.
 
     Examples
     --------
