@@ -110,6 +110,17 @@ class once(Generic[_T]):
         return value
 
 
+def on_flat(
+    xp: Any, f: Callable[..., Any], shape: tuple[int, ...], args: tuple[Any, ...], rows: bool
+) -> Callable[[Any, Any], Any]:
+    """``f(t, y, *args)`` on the flat states the steppers take: reshaped around ``f`` for a
+    state of ``shape``, as it is for a flat one or for rows of a batch (``rows``), and
+    ``f`` itself, no wrapper, when there are no ``args`` either."""
+    if len(shape) == 1 or rows:
+        return f if not args else (lambda t, y: f(t, y, *args))
+    return lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))
+
+
 def weighted_sum(weights: tuple[float, ...], ks: list[Any]) -> Any:
     """``Σ w_i k_i`` over the non-zero weights (``None`` when every weight is zero)."""
     out = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyxp.backend import Backend
-from anyxp.ode._explicit import Attempt, Stepper, time_dtype
+from anyxp.ode._explicit import Attempt, Stepper, on_flat, time_dtype
 from anyxp.ode.tableaux import Tableau
 
 __all__ = ["FusedStepper", "check_fusable", "fused_stepper"]
@@ -57,11 +57,7 @@ def _compiled(
     def step(
         t: Any, y: Any, f0: Any, hs: Any, args: tuple[Any, ...], tols: tuple[Any, Any]
     ) -> tuple[Any, ...]:
-        if len(shape) == 1 or batched:
-            flat = lambda t, y: f(t, y, *args)  # noqa: E731
-        else:
-            flat = lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))  # noqa: E731
-        st = Stepper(be, tab, flat, y.dtype, batched)
+        st = Stepper(be, tab, on_flat(xp, f, shape, args, batched), y.dtype, batched)
         a = st.attempt(t, y, f0, hs, fixed=fixed)
         ks = a.record[1]
         K = xp.stack(ks) if isinstance(ks, list) else ks
@@ -101,12 +97,7 @@ def fused_stepper(
     _CACHE[key] = fn
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
-    if (len(shape) == 1 or batched) and not args:
-        flat = f
-    elif len(shape) == 1 or batched:
-        flat = lambda t, y: f(t, y, *args)  # noqa: E731
-    else:
-        flat = lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))  # noqa: E731
+    flat = on_flat(xp, f, shape, tuple(args), batched)
     return FusedStepper(Stepper(be, tab, flat, dtype, batched), fn, tuple(args), tols)
 
 

@@ -470,11 +470,7 @@ def _prepare(
         )
 
     def f_of(args: Any) -> Callable[[Any, Any], Any]:
-        if len(shape) == 1:  # already flat: no reshapes on the hot path
-            if not args:
-                return f  # not even a wrapper: one call less per evaluation
-            return lambda t, y: f(t, y, *args)
-        return lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))
+        return _explicit.on_flat(xp, f, shape, tuple(args), rows=False)
 
     def jac_of(args: Any) -> Callable[[Any, Any], Any] | None:
         if jac is None:
