@@ -7,6 +7,7 @@ ensembles use the masked loop of ``anyxp.ode._masked`` instead.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ class Span:
     @property
     def resolution(self) -> float:
         """Below this a step cannot move ``t`` (a few float64 ulps of the span's ends)."""
-        return 10 * float(np.spacing(max(abs(self.t0), abs(self.t1))))
+        return 10 * math.ulp(max(abs(self.t0), abs(self.t1)))
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,16 @@ def on_flat(
     return lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))
 
 
+@functools.lru_cache(maxsize=64)
+def _tableau_arrays(be: Backend, tab: Tableau, dtype: Any) -> tuple[Any, Any, Any, list[Any]]:
+    xp, dev = be.xp, be.device
+    b = xp.asarray(tab.b, dtype=dtype, device=dev)
+    e = xp.asarray(tab.e or [0.0] * tab.stages, dtype=dtype, device=dev)
+    dense = None if tab.dense is None else xp.asarray(tab.dense, dtype=dtype, device=dev)
+    a_rows = [xp.asarray(row, dtype=dtype, device=dev) for row in tab.a]
+    return b, e, dense, a_rows
+
+
 def weighted_sum(weights: tuple[float, ...], ks: list[Any]) -> Any:
     """``Σ w_i k_i`` over the non-zero weights (``None`` when every weight is zero)."""
     out = None
@@ -171,15 +182,12 @@ class Stepper:
     @once
     def coefficients(self) -> tuple[Any, Any, Any, list[Any]]:
         """``b``, ``e``, the dense matrix and the rows of ``a`` as arrays of the state's
-        dtype and device, made once per solve (not once per step)."""
-        xp, be = self.be.xp, self.be
-        b = xp.asarray(self.tab.b, dtype=self.dtype, device=be.device)
-        e = xp.asarray(self.tab.e or [0.0] * self.tab.stages, dtype=self.dtype, device=be.device)
-        dense = None
-        if self.tab.dense is not None:
-            dense = xp.asarray(self.tab.dense, dtype=self.dtype, device=be.device)
-        a_rows = [xp.asarray(row, dtype=self.dtype, device=be.device) for row in self.tab.a]
-        return b, e, dense, a_rows
+        dtype and device: made once per backend, tableau and dtype on an eager backend
+        (every solve would else pay for some twenty small arrays), once per trace on a
+        compiled one (an array made while tracing must not outlive the trace)."""
+        if getattr(self.be.control, "compiled", False):
+            return _tableau_arrays.__wrapped__(self.be, self.tab, self.dtype)
+        return _tableau_arrays(self.be, self.tab, self.dtype)
 
     def error_norm(
         self, err: Any, y: Any, y_new: Any, rtol: float, atol: float, comm: Any = None
@@ -647,7 +655,7 @@ class _EagerLoop:
         st, span = self.st, self.span
         xp = st.be.xp
         t0, t1, fixed = span.t0, span.t1, span.fixed
-        direction, length = span.direction, abs(t1 - t0)
+        direction, length, resolution = span.direction, abs(t1 - t0), span.resolution
         exponent = -1.0 / (st.order + 1)
         stiffness = StiffnessTest(None if fixed else st.stiffness_bound)
         t = t0
@@ -661,10 +669,10 @@ class _EagerLoop:
             h_try = min(h, span.max_step)
             # The last step lands on t1 exactly, also when what would be left after this
             # one is below the resolution of t (rk4 with dt = 0.1 on [0, 1]).
-            last = h_try >= remaining - span.resolution
+            last = h_try >= remaining - resolution
             if last:
                 h_try = remaining
-            if h_try <= 10 * np.spacing(abs(t)):  # t + h would round back to t
+            if h_try <= 10 * math.ulp(t):  # t + h would round back to t
                 return self.result(NONFINITE if nonfinite_last else STEP_COLLAPSED)
             hs = direction * h_try
             step = st.attempt(t, y, f0, hs, fixed=fixed)
