@@ -1,11 +1,15 @@
-"""What the ODE benchmarks share: best-of-N timing and the work-precision plot."""
+"""What the ODE benchmarks share: best-of-N timing, interpolation on a work-precision
+curve, and the work-precision plot."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -16,6 +20,18 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
         out = fn()
         times.append(time.perf_counter() - start)
     return min(times), out
+
+
+def at_error(curve: list[dict[str, Any]], error: float, key: str) -> float | None:
+    """A solver's ``key`` (time, f-evaluations) at ``error``, log-log interpolated on its
+    sweep over tolerances; ``None`` where ``error`` lies outside the sweep. Rows of
+    ``curve`` carry ``err``, ``key`` and optionally ``ok`` (failed runs are skipped)."""
+    pts = sorted((r["err"], r[key]) for r in curve if r.get("ok", True) and r["err"] > 0)
+    for (e0, v0), (e1, v1) in itertools.pairwise(pts):
+        if e0 <= error <= e1 and e1 > e0:
+            w = (np.log(error) - np.log(e0)) / (np.log(e1) - np.log(e0))
+            return float(np.exp((1 - w) * np.log(v0) + w * np.log(v1)))
+    return None
 
 
 def work_precision_plot(

@@ -9,6 +9,12 @@ Each pairing solves the same problem with the same rtol/atol, and the error of e
 measured at the final time against scipy DOP853 at rtol = atol = 1e-13. Times are the best
 of ``--repeat`` runs. Ratio = anyxp time / anchor time (< 1: anyxp faster).
 
+tsit5 and RK45 are different methods (tsit5 is several times more accurate at the same
+tolerance), so the same rtol is not the same work: a second table compares them at equal
+error, scipy RK45's time log-log interpolated at anyxp's error on a sweep of RK45 over
+rtol 1e-2..1e-12. dop853 and DOP853 take identical steps: the first table is already at
+equal error.
+
 Run:  python benchmarks/bench_ode.py [--out benchmarks/results/ode_nonstiff.md] [--plot docs/_static/work_precision.png]
 """
 
@@ -26,13 +32,15 @@ import numpy as np
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
-from _common import best, work_precision_plot
+from _common import at_error, best, work_precision_plot
 
 import anyxp
 from anyxp.ode import solve
 from anyxp.ode.problems import PROBLEMS
 
 TOLERANCES = (1e-3, 1e-6, 1e-8, 1e-10)
+#: scipy RK45's sweep for the equal-error table: it must bracket anyxp tsit5's errors.
+SWEEP = tuple(10.0**-k for k in range(2, 13))
 NAMES = ("lorenz", "lotka_volterra", "pleiades")
 
 
@@ -160,6 +168,47 @@ def torch_vs_torchdiffeq(
     ]
 
 
+def rk45_sweep(name: str, repeat: int, ref: np.ndarray) -> list[dict[str, Any]]:
+    """scipy RK45's time and error at every rtol of :data:`SWEEP` (atol = rtol·1e-3)."""
+    from scipy.integrate import solve_ivp
+
+    p = PROBLEMS[name]
+    y0 = np.array(p.y0)
+    rows = []
+    for rtol in SWEEP:
+        t, s = best(
+            lambda r=rtol: solve_ivp(p.f, p.t_span, y0, method="RK45", rtol=r, atol=r * 1e-3),
+            repeat,
+        )
+        rows.append({"rtol": rtol, "time": t, "err": err(s.y[:, -1], ref)})
+    return rows
+
+
+def equal_error_table(ours: dict[str, list[dict[str, Any]]], sweeps: dict[str, Any]) -> list[str]:
+    """anyxp numpy tsit5 against scipy RK45 at anyxp's error."""
+    lines = [
+        "",
+        "## numpy tsit5 vs scipy RK45 at equal error",
+        "",
+        "scipy RK45's time at anyxp tsit5's error, log-log interpolated on RK45's sweep over "
+        "rtol 1e-2..1e-12 (same run). Ratio = anyxp time / RK45 time at that error "
+        "(< 1: anyxp faster); '-': anyxp's error lies outside the sweep.",
+        "",
+        "| problem | anyxp rtol | anyxp error | anyxp time | RK45 time at that error | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, rows in ours.items():
+        for r in rows:
+            theirs = at_error(sweeps[name], r["err"], "time")
+            ratio = "-" if theirs is None else f"{r['time'] / theirs:.2f}"
+            anchor = "-" if theirs is None else f"{theirs * 1e3:.2f} ms"
+            lines.append(
+                f"| {name} | {r['rtol']:g} | {r['err']:.1e} | {r['time'] * 1e3:.2f} ms | "
+                f"{anchor} | {ratio} |"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path)
@@ -187,10 +236,15 @@ def main() -> None:
         "| problem | rtol | first solve | warm solve |",
         "|---|---|---|---|",
     ]
+    tsit5_rows: dict[str, list[dict[str, Any]]] = {}
+    sweeps: dict[str, list[dict[str, Any]]] = {}
     for name in args.problems:
         ref = reference(name)
+        sweeps[name] = rk45_sweep(name, args.repeat, ref)
         for rtol in TOLERANCES:
             rows = numpy_vs_scipy(name, rtol, args.repeat, ref)
+            tsit5 = next(r for r in rows if r["impl"] == "anyxp numpy tsit5")
+            tsit5_rows.setdefault(name, []).append({"rtol": rtol, **tsit5})
             rows += jax_vs_diffrax(name, rtol, args.repeat, ref)
             rows += torch_vs_torchdiffeq(name, rtol, args.repeat, ref)
             by_impl = {r["impl"]: r for r in rows}
@@ -217,7 +271,7 @@ def main() -> None:
                     f"{ours['err']:.1e} | {theirs['err']:.1e} |"
                 )
                 print(lines[-1], flush=True)
-    text = "\n".join(lines + firsts) + "\n"
+    text = "\n".join(lines + firsts + equal_error_table(tsit5_rows, sweeps)) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

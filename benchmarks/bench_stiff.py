@@ -20,7 +20,6 @@ Run:  python benchmarks/bench_stiff.py [--out benchmarks/results/ode_stiff.md] [
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import platform
 import warnings
@@ -31,7 +30,7 @@ import numpy as np
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
-from _common import best, work_precision_plot
+from _common import at_error, best, work_precision_plot
 
 from anyxp.ode import solve
 from anyxp.ode.problems import PROBLEMS
@@ -144,16 +143,6 @@ def jax_runs(name: str, rtol: float, repeat: int) -> list[dict[str, Any]]:
         }
     )
     return rows
-
-
-def at_error(curve: list[dict[str, Any]], error: float, key: str) -> float | None:
-    """The anchor's ``key`` at ``error``, log-log interpolated on its sweep (None: outside)."""
-    pts = sorted((r["err"], r[key]) for r in curve if r["ok"] and r["err"] > 0)
-    for (e0, v0), (e1, v1) in itertools.pairwise(pts):
-        if e0 <= error <= e1 and e1 > e0:
-            w = (np.log(error) - np.log(e0)) / (np.log(e1) - np.log(e0))
-            return float(np.exp((1 - w) * np.log(v0) + w * np.log(v1)))
-    return None
 
 
 def main() -> None:
