@@ -132,6 +132,41 @@ def test_float32_runs_keep_float32_and_the_same_seed_gives_the_same_draws():
     assert bool(be.xp.all(runs[0].samples == runs[1].samples))
 
 
+@pytest.mark.parametrize("sampler", [nuts, hmc])
+@pytest.mark.parametrize("name", ["jax", "torch"])
+def test_sequential_chains_give_the_draws_of_the_vectorized_run(name, sampler):
+    # A chain's random numbers depend on its index alone, so one chain at a time (one
+    # compiled program for all of them on JAX, the chain index its input) samples what
+    # the batch does: the same floats on torch; on JAX, whose compiler vectorises a
+    # batch of one differently, to the last bits.
+    be = float64_backend(name)
+    runs = [
+        sampler(
+            gaussian(be),
+            be.asarray([0.5, 0.5]),
+            num_warmup=30,
+            num_samples=20,
+            chains=3,
+            seed=4,
+            chain_method=method,
+        )
+        for method in ("vectorized", "sequential")
+    ]
+    for field in ("samples", "step_size", "inv_mass", "num_steps", "accept_prob"):
+        a, b = (be.to_numpy(getattr(r, field)) for r in runs)
+        if name == "torch":
+            np.testing.assert_array_equal(a, b, err_msg=field)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=field)
+    assert runs[1].samples.shape == (3, 20, 2)
+
+
+def test_an_unknown_chain_method_names_the_ones_there_are():
+    be, logdensity = torch_normal()
+    with pytest.raises(ValueError, match="chain_method must be one of"):
+        nuts(logdensity, be.asarray([0.0]), num_warmup=1, num_samples=1, chain_method="parallel")
+
+
 # -- properties ------------------------------------------------------------------------------
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(

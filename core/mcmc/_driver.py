@@ -12,9 +12,11 @@ Random numbers come from ``be.random`` only, drawn in blocks of passes: the loop
 loops, one over blocks that draws the block's numbers with one call per kind, one over
 the block's passes. (One call per pass would cost more than the pass: a random call is
 a loop of its own in a compiled program on CPU.) Each block draws for *every* chain of
-the run, ``(passes, chains, ...)``, and a rank keeps its own rows: a chain's numbers
-depend on its index and the pass alone, so chains split across MPI ranks give the
-draws they give in one process.
+the run, ``(passes, chains, ...)``, and a program keeps the rows of its own chains: a
+chain's numbers depend on its index and the pass alone, so chains split across MPI
+ranks, or run one after another (``chain_method="sequential"``), give the draws they
+give all together. Which chains a program runs is an input of it (``first``, the index
+of its first chain), so one compiled program serves every chain or rank.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class Config(NamedTuple):
     adapt: bool  # adapt step size and mass matrix during warmup
     target_accept: float
     chains: int  # chains of the whole run (all ranks)
-    rows: tuple[int, int]  # this rank's chains: [start, stop)
+    batch: int  # chains of this program (from the input ``first`` on)
     dim: int
 
 
@@ -74,17 +76,25 @@ class LoopState(NamedTuple):
 
 
 def run(
-    be: Backend, logdensity: Callable[[Any], Any], key: Any, x0: Any, eps0: Any, config: Config
+    be: Backend,
+    logdensity: Callable[[Any], Any],
+    key: Any,
+    x0: Any,
+    eps0: Any,
+    first: Any,
+    config: Config,
 ) -> tuple[Any, Any, Any, Any]:
-    """Sample; return ``(samples, stats, step_size, inv_mass)`` of this rank's chains.
+    """Sample chains ``first, ..., first + C - 1`` of the run; return ``(samples, stats,
+    step_size, inv_mass)``.
 
     ``samples`` is ``(C, num_samples, d)``, ``stats`` ``(C, num_samples, len(STATS))``,
     ``step_size`` ``(C,)`` and ``inv_mass`` ``(C, d)`` (after warmup). ``eps0`` ``(C,)``
-    is the step size when none is searched for.
+    is the step size when none is searched for; ``first`` a 0-d int32 array.
     """
     if getattr(be.control, "compiled", False):
-        return _compiled(be, config)(logdensity, key, x0, eps0)  # type: ignore[no-any-return]
-    return _program(be, config, logdensity, key, x0, eps0)
+        program = _compiled(be, config)
+        return program(logdensity, key, x0, eps0, first)  # type: ignore[no-any-return]
+    return _program(be, config, logdensity, key, x0, eps0, first)
 
 
 @functools.lru_cache(maxsize=32)
@@ -103,6 +113,7 @@ def _program(
     key: Any,
     x0: Any,
     eps0: Any,
+    first: Any,
 ) -> tuple[Any, Any, Any, Any]:
     xp, dev = be.xp, be.device
     dt = x0.dtype
@@ -114,7 +125,7 @@ def _program(
     block = _block_size(config)
 
     if config.search_step:
-        _, _, z_search = _first_block(_draws(be, k_search, config, block, dt))
+        _, _, z_search = _first_block(_draws(be, k_search, config, block, dt, first))
 
         def momentum(trial: Any) -> tuple[Any, Any]:
             return trial + 1, z_search[trial % block]
@@ -123,8 +134,8 @@ def _program(
     adapt = adapt_init(xp, xp.log(eps0), inv_mass)
     schedule = Schedule.build(be, config.num_warmup)
 
-    _, u0, z0 = _first_block(_draws(be, k_start, config, 1, dt))
-    draws = _draws(be, k_loop, config, block, dt)
+    _, u0, z0 = _first_block(_draws(be, k_start, config, 1, dt, first))
+    draws = _draws(be, k_loop, config, block, dt, first)
     c, n_rec = x0.shape[0], config.num_samples + 1
     state = LoopState(
         it=xp.zeros((c,), dtype=xp.int32, device=dev),
@@ -243,11 +254,11 @@ def _block_size(config: Config) -> int:
     return max(1, min(MAX_BLOCK, BLOCK_NUMBERS // per_pass))
 
 
-def _draws(be: Backend, key: Any, config: Config, block: int, dtype: Any) -> Any:
+def _draws(be: Backend, key: Any, config: Config, block: int, dtype: Any, first: Any) -> Any:
     """The random stream: keys in the carry where the loop compiles, a block counter (a
     Python int) otherwise, where a host key grows with every split."""
     cls = _KeyBlocks if getattr(be.control, "compiled", False) else _HostBlocks
-    return cls(be, key, config, block, dtype)
+    return cls(be, key, config, block, dtype, first)
 
 
 def _first_block(draws: Any) -> tuple[Any, Any, Any]:
@@ -255,11 +266,18 @@ def _first_block(draws: Any) -> tuple[Any, Any, Any]:
 
 
 class _KeyBlocks:
-    """Each block splits the carried key: uniforms ``(B, C, 4)`` and normals ``(B, C, d)``."""
+    """Each block splits the carried key: uniforms ``(B, C, 4)`` and normals ``(B, C, d)``,
+    the rows of chains ``first, ..., first + C - 1`` of the run's."""
 
-    def __init__(self, be: Backend, key: Any, config: Config, block: int, dtype: Any) -> None:
+    def __init__(
+        self, be: Backend, key: Any, config: Config, block: int, dtype: Any, first: Any
+    ) -> None:
         self.be, self.key, self.dtype, self.size = be, key, dtype, block
-        self.total, self.rows, self.dim = config.chains, config.rows, config.dim
+        self.total, self.dim = config.chains, config.dim
+        self.rows = None
+        if config.batch < config.chains:  # (all of them: no gather)
+            xp = be.xp
+            self.rows = first + xp.arange(config.batch, dtype=xp.int32, device=be.device)
 
     def init(self) -> Any:
         return self.key
@@ -267,9 +285,12 @@ class _KeyBlocks:
     def block(self, key: Any) -> tuple[Any, Any, Any]:
         """Return the next carry and one block's uniforms and standard normals."""
         key, k_u, k_z = self.be.random.split(key, 3)
-        rnd, shape, (lo, hi) = self.be.random, (self.size, self.total), self.rows
-        u = rnd.uniform(k_u, (*shape, UNIFORMS), dtype=self.dtype)[:, lo:hi, ...]
-        z = rnd.normal(k_z, (*shape, self.dim), dtype=self.dtype)[:, lo:hi, ...]
+        rnd, shape = self.be.random, (self.size, self.total)
+        u = rnd.uniform(k_u, (*shape, UNIFORMS), dtype=self.dtype)
+        z = rnd.normal(k_z, (*shape, self.dim), dtype=self.dtype)
+        if self.rows is not None:
+            xp = self.be.xp
+            u, z = xp.take(u, self.rows, axis=1), xp.take(z, self.rows, axis=1)
         return key, u, z
 
 
@@ -279,8 +300,10 @@ class _HostBlocks(_KeyBlocks):
 
     FANOUT = 1024
 
-    def __init__(self, be: Backend, key: Any, config: Config, block: int, dtype: Any) -> None:
-        super().__init__(be, key, config, block, dtype)
+    def __init__(
+        self, be: Backend, key: Any, config: Config, block: int, dtype: Any, first: Any
+    ) -> None:
+        super().__init__(be, key, config, block, dtype, first)
         self._outer = be.random.split(key, self.FANOUT)
         self._inner: tuple[int, tuple[Any, ...]] = (-1, ())
 

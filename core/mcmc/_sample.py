@@ -34,6 +34,7 @@ def nuts(
     max_depth: int = 10,
     target_accept: float = 0.8,
     step_size: float | None = None,
+    chain_method: str = "vectorized",
     backend: str | Backend | None = None,
 ) -> MCMCResult:
     """Sample with the No-U-Turn sampler (multinomial, generalized criterion), as Stan.
@@ -76,6 +77,14 @@ def nuts(
     step_size
         A fixed step size: no warmup adaptation at all (``num_warmup`` iterations are
         then discarded as burn-in). Default: found at the start, then adapted.
+    chain_method
+        ``"vectorized"`` (default): all chains (of this rank) as one batch, one call of
+        ``logdensity`` per leapfrog step for all of them. ``"sequential"``: one chain
+        after another, each a batch of one (on JAX one compiled program serves them
+        all). Both give the same draws; sequential is faster where a batch of chains
+        costs more than the chains one by one (a CPU, a log density dominated by a
+        matrix product: XLA's CPU matrix product of a few rows is slower than as many
+        matrix-vector products; see the MCMC benchmark), vectorized everywhere else.
     backend
         A backend with reverse-mode AD (``"jax"``, ``"torch"``), or one's name; default
         inferred from ``init``.
@@ -126,6 +135,7 @@ def nuts(
         seed=seed,
         target_accept=target_accept,
         step_size=step_size,
+        chain_method=chain_method,
         backend=backend,
     )
 
@@ -141,6 +151,7 @@ def hmc(
     target_accept: float = 0.8,
     chains: int = 1,
     seed: int = 0,
+    chain_method: str = "vectorized",
     backend: str | Backend | None = None,
 ) -> MCMCResult:
     """Sample with static Hamiltonian Monte Carlo: ``num_steps`` leapfrog steps, then a
@@ -153,7 +164,7 @@ def hmc(
 
     Parameters
     ----------
-    logdensity, init, num_warmup, num_samples, chains, seed, target_accept, backend
+    logdensity, init, num_warmup, num_samples, chains, seed, target_accept, chain_method, backend
         As for :func:`nuts`.
     step_size
         A fixed step size (no adaptation), or ``None`` to adapt it and the mass matrix.
@@ -186,8 +197,13 @@ def hmc(
         seed=seed,
         target_accept=target_accept,
         step_size=step_size,
+        chain_method=chain_method,
         backend=backend,
     )
+
+
+#: How the chains of one process run: all as one batch, or one after another.
+CHAIN_METHODS = ("vectorized", "sequential")
 
 
 def _sample(
@@ -202,8 +218,11 @@ def _sample(
     seed: int,
     target_accept: float,
     step_size: float | None,
+    chain_method: str,
     backend: str | Backend | None,
 ) -> MCMCResult:
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
     num_warmup = check_count(num_warmup, "num_warmup", 0)
     num_samples = check_count(num_samples, "num_samples", 1)
     chains = check_count(chains, "chains", 1)
@@ -211,6 +230,7 @@ def _sample(
     fixed = check_step_size(step_size)
     setup = prepare(logdensity, init, chains=chains, backend=backend)
     be, xp = setup.be, setup.be.xp
+    sequential = chain_method == "sequential"
     config = Config(
         kernel=kernel,
         kernel_option=int(option),
@@ -220,7 +240,7 @@ def _sample(
         adapt=fixed is None and num_warmup > 0,
         target_accept=target_accept,
         chains=chains,
-        rows=setup.rows,
+        batch=1 if sequential else setup.x0.shape[0],
         dim=setup.dim,
     )
     key = be.random.key(check_count(seed, "seed", 0))
@@ -230,10 +250,31 @@ def _sample(
         dtype=setup.x0.dtype,
         device=be.device,
     )
-    out = run(be, logdensity, key, setup.x0, eps0, config)
+    first, stop = setup.rows
+    if sequential:
+        parts = [
+            run(
+                be,
+                logdensity,
+                key,
+                setup.x0[i : i + 1, ...],
+                eps0[i : i + 1],
+                _index(be, first + i),
+                config,
+            )
+            for i in range(stop - first)
+        ]
+        out = tuple(xp.concat(arrays, axis=0) for arrays in zip(*parts, strict=True))
+    else:
+        out = run(be, logdensity, key, setup.x0, eps0, _index(be, first), config)
     result = _result(setup, kernel, num_warmup, *_gather(setup, out))
     _warn_divergences(result)
     return result
+
+
+def _index(be: Backend, i: int) -> Any:
+    """A chain index as a 0-d int32 array: an input, not a constant, of the program."""
+    return be.xp.asarray(i, dtype=be.xp.int32, device=be.device)
 
 
 def _warn_divergences(result: MCMCResult) -> None:
