@@ -8,9 +8,10 @@ adaptation of the step size and a diagonal mass matrix, ``max_depth = 10`` and t
 Stan's in tests/test_mcmc.py), and ESS/s = the smallest ESS over the parameters divided
 by the wall time of the whole run (warmup included, compilation excluded).
 
-- **anyxp**: ``anyxp.mcmc.nuts(logdensity, init, ...)`` on ``anyxp.backend("jax")``: the
-  whole run is one compiled program, cached for the same function object, so the second
-  call onwards does not compile.
+- **anyxp (vectorized)** and **anyxp (sequential)**: ``anyxp.mcmc.nuts(logdensity, init,
+  ..., chain_method=...)`` on ``anyxp.backend("jax")``: the whole run (or, sequential,
+  each chain's run, one program for all chains) is one compiled program, cached for the
+  same function object, so the second call onwards does not compile.
 - **numpyro (vectorized)** and **numpyro (sequential)**: numpyro's NUTS kernel
   (``numpyro.infer.hmc.hmc(potential_fn=-logdensity, algo="NUTS")``) driven as
   ``numpyro.infer.MCMC`` drives it (init, warmup by ``fori_loop``, draws by ``scan``)
@@ -25,7 +26,11 @@ synthetic rows (``target_accept`` 0.8). Every run is repeated over ``--repeat`` 
 the samplers interleaved so that the load of a shared machine falls on all alike; the
 tables give medians. Ratio = anyxp's ESS/s / numpyro's (> 1: anyxp better).
 
-Run:  python benchmarks/bench_mcmc.py [--repeat 7] [--out benchmarks/results/mcmc.md] [--plot docs/_static/mcmc_eight_schools.png] [--torch]
+``--nproc N`` sets ``NPROC=N`` before JAX starts: the size of the thread pool XLA's CPU
+runtime runs independent operations of a program on (default: one thread per core).
+Both libraries run under it alike.
+
+Run:  python benchmarks/bench_mcmc.py [--repeat 7] [--out benchmarks/results/mcmc.md] [--plot docs/_static/mcmc_eight_schools.png] [--torch] [--nproc N]
 
 ``--torch`` adds one eight-schools run of anyxp on torch (eager: no compilation, one
 Python pass per leapfrog step), for scale.
@@ -111,7 +116,13 @@ PROBLEMS: dict[str, tuple[Callable[[anyxp.Backend], Callable[[Any], Any]], int, 
 Run = Callable[[int], tuple[np.ndarray, int, int]]
 
 
-def anyxp_sampler(be: anyxp.Backend, logdensity: Callable[[Any], Any], dim: int, ta: float) -> Run:
+def anyxp_sampler(
+    be: anyxp.Backend,
+    logdensity: Callable[[Any], Any],
+    dim: int,
+    ta: float,
+    how: str = "vectorized",
+) -> Run:
     init = be.asarray(np.zeros(dim))
 
     def run(seed: int) -> tuple[np.ndarray, int, int]:
@@ -123,6 +134,7 @@ def anyxp_sampler(be: anyxp.Backend, logdensity: Callable[[Any], Any], dim: int,
             chains=CHAINS,
             seed=seed,
             target_accept=ta,
+            chain_method=how,
         )
         steps = int(be.to_numpy(res.num_steps).sum())
         return be.to_numpy(res.samples), steps, res.divergences
@@ -207,7 +219,8 @@ def bench_problem(name: str, repeat: int, torch: bool) -> dict[str, Any]:
     jax_be = anyxp.backend("jax", dtype="float64")
     logdensity = make(jax_be)
     samplers: dict[str, Run] = {
-        "anyxp": anyxp_sampler(jax_be, logdensity, dim, ta),
+        "anyxp (vectorized)": anyxp_sampler(jax_be, logdensity, dim, ta, "vectorized"),
+        "anyxp (sequential)": anyxp_sampler(jax_be, logdensity, dim, ta, "sequential"),
         "numpyro (vectorized)": numpyro_sampler(logdensity, dim, ta, "vectorized"),
         "numpyro (sequential)": numpyro_sampler(logdensity, dim, ta, "sequential"),
     }
@@ -253,7 +266,9 @@ def report(results: dict[str, dict[str, Any]], repeat: int, command: str) -> lis
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs: "
         f"single timings scatter, medians over seeds are given); Python "
         f"{platform.python_version()}, jax {jax.__version__}, numpyro {numpyro.__version__}."
-        f" Produced by `{command}`.",
+        f" Produced by `{command}`. XLA's CPU thread pool: "
+        + (f"NPROC={os.environ['NPROC']} thread(s)" if "NPROC" in os.environ else "default")
+        + ".",
         "",
         f"{CHAINS} chains, {WARMUP} warmup + {SAMPLES} draws each, float64, the same log "
         "density and start for every sampler. ESS = the smallest bulk ESS over the "
@@ -285,16 +300,24 @@ def report(results: dict[str, dict[str, Any]], repeat: int, command: str) -> lis
                 f"| {sum(r['divergences'] for r in rs)} | {max(r['r_hat'] for r in rs):.3f} "
                 f"| {first.get(label, float('nan')):.1f} |"
             )
-        for label in ("numpyro (vectorized)", "numpyro (sequential)"):
+        for how in ("vectorized", "sequential"):
+            ours, theirs = runs[f"anyxp ({how})"], runs[f"numpyro ({how})"]
             wall, cpu = (
-                median(runs["anyxp"], key) / median(runs[label], key)
-                for key in ("ess_per_s", "ess_per_cpu_s")
+                median(ours, key) / median(theirs, key) for key in ("ess_per_s", "ess_per_cpu_s")
             )
             lines.append("")
             lines.append(
-                f"anyxp / {label}: ESS per wall second **{wall:.2f}x**, "
+                f"anyxp / numpyro, both {how}: ESS per wall second **{wall:.2f}x**, "
                 f"ESS per CPU second **{cpu:.2f}x**"
             )
+
+        ours, theirs = fastest(runs, "anyxp"), fastest(runs, "numpyro")
+        best = median(runs[ours], "ess_per_s") / median(runs[theirs], "ess_per_s")
+        lines += [
+            "",
+            f"Each library's faster mode here, {ours} / {theirs}: ESS per wall second "
+            f"**{best:.2f}x**",
+        ]
         lines += [
             "",
             f"numpyro's `MCMC.run` (vectorized), second call with the same kernel: "
@@ -304,6 +327,12 @@ def report(results: dict[str, dict[str, Any]], repeat: int, command: str) -> lis
         if name.startswith("eight"):
             lines += eight_schools_means(runs)
     return lines
+
+
+def fastest(runs: dict[str, list[dict[str, Any]]], library: str) -> str:
+    """The label of ``library``'s JAX sampler with the most ESS per second (median)."""
+    labels = [label for label in runs if label.startswith(library + " (") and "torch" not in label]
+    return max(labels, key=lambda label: median(runs[label], "ess_per_s"))
 
 
 def eight_schools_means(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -328,7 +357,7 @@ def plot(path: Path, results: dict[str, dict[str, Any]]) -> None:
     fig, (ax_tau, ax_bar) = plt.subplots(1, 2, figsize=(10, 3.8))
     runs = results["eight schools (10-d)"]["runs"]
     bins = np.linspace(-4, 3.5, 60)
-    for label, style in (("anyxp", "-"), ("numpyro (vectorized)", "--")):
+    for label, style in (("anyxp (vectorized)", "-"), ("numpyro (vectorized)", "--")):
         x = np.concatenate([r["draws"][..., 1].ravel() for r in runs[label]])
         ax_tau.hist(x, bins=bins, density=True, histtype="step", ls=style, lw=1.5, label=label)
     ax_tau.set_xlabel("log tau")
@@ -336,12 +365,18 @@ def plot(path: Path, results: dict[str, dict[str, Any]]) -> None:
     ax_tau.set_title("eight schools: log tau, all draws")
     ax_tau.legend(fontsize=8)
 
-    labels = ["anyxp", "numpyro (vectorized)", "numpyro (sequential)"]
+    labels = [
+        "anyxp (vectorized)",
+        "anyxp (sequential)",
+        "numpyro (vectorized)",
+        "numpyro (sequential)",
+    ]
     width = 0.8 / len(labels)
     names = list(results)
     for i, label in enumerate(labels):
         values = [median(results[n]["runs"][label], "ess_per_s") for n in names]
-        ax_bar.bar(np.arange(len(names)) + (i - 1) * width, values, width, label=label)
+        offset = (i - (len(labels) - 1) / 2) * width
+        ax_bar.bar(np.arange(len(names)) + offset, values, width, label=label)
     ax_bar.set_xticks(np.arange(len(names)), [n.split(" (")[0] for n in names])
     ax_bar.set_yscale("log")
     ax_bar.set_ylabel("min bulk ESS per second")
@@ -361,7 +396,14 @@ def main() -> None:
         "--torch", action="store_true", help="one eight-schools run on torch (eager) too"
     )
     parser.add_argument("--only", choices=["eight", "logistic"], help="one problem only")
+    parser.add_argument(
+        "--nproc", type=int, help="XLA's CPU thread pool size (NPROC), for both libraries"
+    )
     args = parser.parse_args()
+    if args.nproc is not None:
+        if "jax" in sys.modules:
+            raise SystemExit("--nproc must be set before JAX starts")
+        os.environ["NPROC"] = str(args.nproc)
     warnings.filterwarnings("ignore")
     names = [n for n in PROBLEMS if args.only is None or n.startswith(args.only)]
     results = {name: bench_problem(name, args.repeat, args.torch) for name in names}
