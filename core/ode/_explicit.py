@@ -122,14 +122,17 @@ def on_flat(
     return lambda t, y: xp.reshape(f(t, xp.reshape(y, shape), *args), (-1,))
 
 
-@functools.lru_cache(maxsize=64)
-def _tableau_arrays(be: Backend, tab: Tableau, dtype: Any) -> tuple[Any, Any, Any, list[Any]]:
-    xp, dev = be.xp, be.device
-    b = xp.asarray(tab.b, dtype=dtype, device=dev)
-    e = xp.asarray(tab.e or [0.0] * tab.stages, dtype=dtype, device=dev)
-    dense = None if tab.dense is None else xp.asarray(tab.dense, dtype=dtype, device=dev)
-    a_rows = [xp.asarray(row, dtype=dtype, device=dev) for row in tab.a]
-    return b, e, dense, a_rows
+@functools.lru_cache(maxsize=32)
+def _tableau_matrix(tab: Tableau) -> tuple[np.ndarray, slice | None]:
+    """Rows ``b``, ``e``, ``a`` (zero-padded) and the dense matrix's rows of ``tab`` as one
+    float64 matrix, and where the dense rows are (``None``: no dense matrix)."""
+    width = max(tab.stages, len(tab.dense[0]) if tab.dense else 0)
+    rows = [tab.b, tab.e or (), *tab.a, *(tab.dense or ())]
+    host = np.zeros((len(rows), width))
+    for i, row in enumerate(rows):
+        host[i, : len(row)] = row
+    start = 2 + len(tab.a)
+    return host, None if tab.dense is None else slice(start, start + len(tab.dense))
 
 
 def weighted_sum(weights: tuple[float, ...], ks: list[Any]) -> Any:
@@ -182,12 +185,16 @@ class Stepper:
     @once
     def coefficients(self) -> tuple[Any, Any, Any, list[Any]]:
         """``b``, ``e``, the dense matrix and the rows of ``a`` as arrays of the state's
-        dtype and device: made once per backend, tableau and dtype on an eager backend
-        (every solve would else pay for some twenty small arrays), once per trace on a
-        compiled one (an array made while tracing must not outlive the trace)."""
-        if getattr(self.be.control, "compiled", False):
-            return _tableau_arrays.__wrapped__(self.be, self.tab, self.dtype)
-        return _tableau_arrays(self.be, self.tab, self.dtype)
+        dtype and device, made once per solve (not once per step): one array from a host
+        matrix of them all, then views of its rows (one conversion instead of some twenty
+        small ones, which on numpy cost more than a short solve's steps)."""
+        tab, xp = self.tab, self.be.xp
+        host, dense_rows = _tableau_matrix(tab)
+        m = xp.asarray(host, dtype=self.dtype, device=self.be.device)
+        b, e = m[0, ...], m[1, ...]
+        a_rows = [m[2 + i, : len(row)] for i, row in enumerate(tab.a)]
+        dense = None if dense_rows is None else m[dense_rows, : len(tab.dense[0])]  # type: ignore[index]
+        return b, e, dense, a_rows
 
     def error_norm(
         self, err: Any, y: Any, y_new: Any, rtol: float, atol: float, comm: Any = None
