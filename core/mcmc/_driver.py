@@ -2,9 +2,11 @@
 
 Each pass takes one leapfrog step in every chain (one batched call of the log density
 and its gradient). A chain whose iteration ends with that step records its draw, adapts
-(during warmup) and starts its next iteration in the same pass, while the others go on:
-chains never wait for each other's trajectories, and the loop ends when every chain has
-done ``num_warmup + num_samples`` iterations. It is array code inside ``be.while_loop``,
+(during warmup) and starts its next iteration right after that pass, while the others go
+on: chains never wait for each other's trajectories, and the loop ends when every chain
+has done ``num_warmup + num_samples`` iterations. The passes between two such ends are a
+loop of the kernel's step alone (a segment); the recording, adaptation and restart run
+once per segment, not once per pass. It is array code inside ``be.while_loop``,
 so the whole run (warmup included) is one compiled program on JAX and a Python loop of
 batched array operations on eager backends (torch).
 
@@ -202,18 +204,31 @@ def _program(
     def one_block(st: LoopState) -> LoopState:
         carry, u_block, z_block = draws.block(st.draws)
 
-        def in_block(inner: tuple[LoopState, Any]) -> Any:
-            st, i = inner
+        def in_block(outer: tuple[LoopState, Any]) -> Any:
+            st, i = outer
             return (i < block) & running(st)
 
-        def one_pass(inner: tuple[LoopState, Any]) -> tuple[LoopState, Any]:
-            st, i = inner
-            u, z = u_block[i], z_block[i]
-            eps = xp.exp(st.adapt.log_eps)
-            ks, ended = kernel.step(st.kernel, eps, st.adapt.inv_mass, u)
+        def one_segment(outer: tuple[LoopState, Any]) -> tuple[LoopState, Any]:
+            """Passes until a chain's iteration ends (or the block's numbers do), then
+            that chain's draw, adaptation and restart: the passes in between are the
+            kernel's step alone."""
+            st, i = outer
+            eps, inv_mass = xp.exp(st.adapt.log_eps), st.adapt.inv_mass
+
+            def stepping(inner: tuple[Any, Any, Any]) -> Any:
+                _, ended, i = inner
+                return (i < block) & ~xp.any(ended)
+
+            def one_pass(inner: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+                ks, _, i = inner
+                ks, ended = kernel.step(ks, eps, inv_mass, u_block[i])
+                return ks, ended, i + 1
+
+            ks, ended, i = be.while_loop(stepping, one_pass, (st.kernel, st.it < 0, i))
+            u, z = u_block[i - 1], z_block[i - 1]  # the numbers of the segment's last pass
             # The draw buffers stay out of the branch: a compiled branch that takes them
-            # copies them on every pass; the write below is in place. A chain that
-            # records nothing writes to the spare last column.
+            # copies them; the write below is in place. A chain that records nothing
+            # writes to the spare last column.
             (it, point, ks, adapt), (column, x, row) = be.cond(
                 xp.any(ended), finish, carry_on, st, ks, ended, u, z
             )
@@ -228,9 +243,9 @@ def _program(
                 samples=xpx.at(st.samples, where).set(x),
                 stats=xpx.at(st.stats, where).set(row),
             )
-            return new, i + 1
+            return new, i
 
-        st, _ = be.while_loop(in_block, one_pass, (st._replace(draws=carry), 0))
+        st, _ = be.while_loop(in_block, one_segment, (st._replace(draws=carry), 0))
         return st  # type: ignore[no-any-return]
 
     state = be.while_loop(running, one_block, state)
