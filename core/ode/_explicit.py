@@ -123,16 +123,18 @@ def on_flat(
 
 
 @functools.lru_cache(maxsize=32)
-def _tableau_matrix(tab: Tableau) -> tuple[np.ndarray, slice | None]:
+def _tableau_matrix(tab: Tableau) -> tuple[np.ndarray, tuple[slice, slice] | None]:
     """Rows ``b``, ``e``, ``a`` (zero-padded) and the dense matrix's rows of ``tab`` as one
-    float64 matrix, and where the dense rows are (``None``: no dense matrix)."""
+    float64 matrix, and the index of the dense matrix in it (``None``: none)."""
     width = max(tab.stages, len(tab.dense[0]) if tab.dense else 0)
     rows = [tab.b, tab.e or (), *tab.a, *(tab.dense or ())]
     host = np.zeros((len(rows), width))
     for i, row in enumerate(rows):
         host[i, : len(row)] = row
+    if tab.dense is None:
+        return host, None
     start = 2 + len(tab.a)
-    return host, None if tab.dense is None else slice(start, start + len(tab.dense))
+    return host, (slice(start, start + len(tab.dense)), slice(0, len(tab.dense[0])))
 
 
 def weighted_sum(weights: tuple[float, ...], ks: list[Any]) -> Any:
@@ -189,11 +191,11 @@ class Stepper:
         matrix of them all, then views of its rows (one conversion instead of some twenty
         small ones, which on numpy cost more than a short solve's steps)."""
         tab, xp = self.tab, self.be.xp
-        host, dense_rows = _tableau_matrix(tab)
+        host, dense_at = _tableau_matrix(tab)
         m = xp.asarray(host, dtype=self.dtype, device=self.be.device)
         b, e = m[0, ...], m[1, ...]
         a_rows = [m[2 + i, : len(row)] for i, row in enumerate(tab.a)]
-        dense = None if dense_rows is None else m[dense_rows, : len(tab.dense[0])]  # type: ignore[index]
+        dense = None if dense_at is None else m[dense_at]
         return b, e, dense, a_rows
 
     def error_norm(
