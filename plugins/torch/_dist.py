@@ -25,6 +25,7 @@ import atexit
 import datetime
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -99,11 +100,38 @@ def _start_group(device_type: str, timeout: float) -> None:
     )
 
 
+#: The tensors the latest collectives handed to c10d, until c10d lets go of them.
+_handed: list[torch.Tensor] = []
+#: Seconds the exit waits for c10d's threads to let go of them.
+_RELEASE_WAIT = 5.0
+
+
+def _hand(tensors: Sequence[Any]) -> None:
+    """Keep the tensors a collective was given until c10d's threads have dropped them.
+
+    A gloo worker thread drops its reference to a collective's tensors a moment *after*
+    the collective returns. If that is the tensor's last reference, the thread must
+    take the GIL to free its Python object; once the interpreter is finalizing, taking
+    the GIL ends the thread, whose C++ frames cannot unwind: the process aborts with
+    "terminate called without an active exception" (seen about once in 20 runs of a
+    two-rank job on a loaded machine, gloo's destructors in the core's backtrace). Held
+    here, the last reference is the main thread's. ``Tensor._use_count() == 1``: only
+    the Python object holds the tensor.
+    """
+    _handed[:] = [t for t in _handed if t._use_count() > 1]
+    _handed.extend(t for t in tensors if isinstance(t, torch.Tensor))
+
+
 def _end_group() -> None:
-    """At exit, end the group this comm started (torch aborts a process that exits with
-    gloo's threads still running: "terminate called without an active exception")."""
+    """At exit, end the group this comm started, then let go of the collectives' tensors
+    once c10d has (see :func:`_hand`; torch.func keeps the group itself alive, so its
+    worker threads outlive ``destroy_process_group``)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+    deadline = time.monotonic() + _RELEASE_WAIT
+    while any(t._use_count() > 1 for t in _handed) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    _handed.clear()
 
 
 def _exit_job(status: int) -> None:
@@ -167,6 +195,7 @@ class TorchComm:
         if self._nccl:
             rows = rows.to(self.be.device)
         dist.all_reduce(rows, dist.ReduceOp.MAX, group=self.group)
+        _hand([rows])
         return rows.cpu().numpy()
 
     def _gather_objects(self, obj: Any) -> list[Any]:
@@ -206,6 +235,7 @@ class TorchComm:
             with torch._C._DisableFuncTorch(), in_collective(self, call, self._agree):
                 if collective is not None:
                     collective(*args)
+                    _hand(args)
         except RuntimeError as e:
             if not any(sign in str(e).lower() for sign in _PEER_LOST):
                 raise  # only a lost peer becomes CommLostError
