@@ -16,6 +16,7 @@ nor an inverse (``n²`` numbers each) is ever held.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ LINEAR_SOLVERS = ("dense", "gmres")
 JacobianFn = Callable[[Any, Any, Any], tuple[Any, int]]
 
 
+@functools.lru_cache(maxsize=64)
 def _eps(xp: Any, dtype: Any) -> float:
+    # (Cached: finfo through the namespace costs ~6 µs, once a step.)
     return float(xp.finfo(time_dtype(xp, dtype)).eps)
 
 
@@ -175,10 +178,20 @@ class _Implicit:
 
     def iteration_matrix_inverse(self, J: Any, hg: Any) -> Any:
         """``(I - h·gamma·J)^{-1}``, for one state or for every row of a batch."""
-        xp = self.be.xp
-        eye = xp.eye(J.shape[-1], dtype=self.dtype, device=self.be.device)
+        xp, n = self.be.xp, J.shape[-1]
+        eye = self._eyes.get(n)
+        if eye is None:
+            eye = xp.eye(n, dtype=self.dtype, device=self.be.device)
+            # Eager: made once a solve, not once a step. (A traced one is a tracer of the
+            # trace that made it: no other trace may use it.)
+            if not getattr(self.be.control, "compiled", False):
+                self._eyes[n] = eye
         hgm = hg[:, None, None] if self.batched else hg
         return inverse_or_nan(xp, eye - hgm * J)
+
+    @once
+    def _eyes(self) -> dict[int, Any]:
+        return {}
 
     def safe(self, hs: Any) -> Any:
         """``hs`` to divide by: a finished row of a batch tries a step of 0 (masked out)."""
@@ -263,44 +276,54 @@ class Rosenbrock(_Implicit):
     @once
     def inplace(self) -> bool:
         """Whether stages go into one preallocated matrix (``arrays.inplace``), each
-        stage's sums one product with a slice of it (as the explicit steppers do)."""
+        stage's sums one product with it (as the explicit steppers do)."""
         return "arrays.inplace" in self.be.capabilities and not self.be.lazy
 
     @once
-    def coefficients(self) -> tuple[Any, ...]:
-        """``a`` and ``C`` as lower-triangular ``(s, s)`` matrices, ``m``, ``e`` and the
-        dense weights as one ``(5, s)`` matrix: arrays of the state's dtype, made once."""
+    def coefficients(self) -> tuple[Any, Any, Any, Any]:
+        """Arrays of the state's dtype, made once, for stages written into the rows of one
+        matrix ``K`` whose extra last row is ``∂f/∂t``. Stage ``i``'s weights of ``K``
+        are ``(2, s + 1)``: a row for its argument, a row for its right-hand side. They
+        come in three parts, by how a step scales them: ``a`` (as they are), ``C`` (by
+        ``1/h``) and ``d`` (by ``h``), each ``(s, 2, s + 1)``; then ``m``, ``e`` and the
+        interpolant's three weights as one ``(5, s + 1)`` matrix.
+        """
         xp, tab, s = self.be.xp, self.tab, self.tab.stages
+        zero = [0.0] * (s + 1)
 
-        def lower(rows: tuple[tuple[float, ...], ...]) -> Any:
-            full = [list(r) + [0.0] * (s - len(r)) for r in rows]
-            return xp.asarray(full, dtype=self.dtype, device=self.be.device)
+        def row(r: tuple[float, ...]) -> list[float]:
+            return list(r) + [0.0] * (s + 1 - len(r))
 
-        ends = xp.asarray([tab.m, tab.e, *tab.dense], dtype=self.dtype, device=self.be.device)
-        return lower(tab.a), lower(tab.C), ends
+        parts = (
+            [[row(tab.a[i]), zero] for i in range(s)],
+            [[zero, row(tab.C[i])] for i in range(s)],
+            [[zero, [0.0] * s + [tab.d[i]]] for i in range(s)],
+            [row(r) for r in (tab.m, tab.e, *tab.dense)],
+        )
+        dtype, dev = self.dtype, self.be.device
+        a, C, d, ends = (xp.asarray(p, dtype=dtype, device=dev) for p in parts)
+        return a, C, d, ends
 
     def _attempt_in_buffer(self, t: Any, y: Any, f0: Any, hs: Any) -> Attempt:
         """:meth:`attempt` for one state, the stages written into the rows of one matrix.
 
-        ``h·gamma`` is folded into the inverse and ``1/h`` into ``C`` once a step, so a
-        stage is one evaluation of ``f``, two products with the stages so far and one
-        with the inverse.
+        ``h·gamma`` is folded into the inverse and ``1/h`` (``C``) and ``h`` (``d``) into
+        the weights once a step, so a stage is one evaluation of ``f``, one product of
+        its weights with the stages so far (argument and right-hand side together) and
+        one with the inverse.
         """
-        xp, tab = self.be.xp, self.tab
-        A, C, ends = self.coefficients
+        xp, tab, s = self.be.xp, self.tab, self.tab.stages
+        a, C, d, ends = self.coefficients
         J, nfev = self.jac(t, y, f0)
-        ft = self.time_derivative(t, y, f0, hs)
         hg = tab.gamma * hs
         M = hg * self.iteration_matrix_inverse(J, hg)
-        C = C / hs
-        K = xp.empty((tab.stages, *y.shape), dtype=y.dtype, device=self.be.device)
-        for i in range(tab.stages):
-            rhs = f0 if i == 0 else self.f(t + tab.c[i] * hs, y + A[i, :i] @ K[:i, ...])
-            if i > 0:
-                rhs = rhs + C[i, :i] @ K[:i, ...]
-            if tab.d[i] != 0.0:
-                rhs = rhs + (tab.d[i] * hs) * ft
-            K[i, ...] = M @ rhs
+        W = a + C / hs + d * hs
+        K = xp.zeros((s + 1, *y.shape), dtype=y.dtype, device=self.be.device)
+        K[s, ...] = self.time_derivative(t, y, f0, hs)
+        for i in range(s):
+            sums = W[i, ...] @ K  # (2, n): the argument's increment, the rhs's coupling
+            rhs = f0 if i == 0 else self.f(t + tab.c[i] * hs, y + sums[0, ...])
+            K[i, ...] = M @ (rhs + sums[1, ...])
         sums = ends @ K  # the step, its error and the interpolant's three coefficients
         y_new = y + sums[0, ...]
         f_new = self.f(t + hs, y_new)
